@@ -1,0 +1,148 @@
+"""The wire contract between the client, the two ensembles and the stage models.
+
+This is the one place where tensor names, dtypes, shapes and units are written
+down. The model-config generator, the exporter, the python-backend models and
+the client SDK all read it; nothing else spells a tensor name.
+
+Conventions
+-----------
+* ``N`` is the square working resolution, an export-time setting
+  (256 on CPU, 512 on GPU). Shapes below are per item, without the batch
+  dimension that batched models add in front.
+* Images inside the pipeline are planar float32 RGB in [0, 1], ``[3, N, N]``.
+* Image coordinates are normalised device coordinates (NDC): x right, y down,
+  both in [-1, 1] across the ``N x N`` letterboxed square, pixel centres at
+  ``(2 i + 1) / N - 1`` (``grid_sample(..., align_corners=False)``).
+* Body coordinates follow SMPL: metres, +Y up, +X to the body's left,
+  +Z towards the camera. Poses are axis-angle in radians, 24 joints in SMPL
+  order, parent-relative; joint 0 is the global orientation.
+* The camera is weak-perspective: ``x_ndc = s * X + tx``, ``y_ndc = -s * Y + ty``
+  with ``s`` in NDC units per metre.
+* Part labels are int32 indices into :data:`PART_NAMES`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Tuple, Union
+
+import numpy as np
+
+DEFAULT_RESOLUTION = 256
+NUM_JOINTS = 24
+NUM_BETAS = 10
+STYLE_DIM = 16
+MAX_FRAME_BATCH = 8
+
+# Largest photo side the server accepts; the client downsizes bigger photos
+# before sending, so this bounds server memory per request.
+MAX_PHOTO_SIDE = 4096
+MIN_PHOTO_SIDE = 16
+
+JOINT_NAMES = (
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee",
+    "spine2", "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot",
+    "neck", "left_collar", "right_collar", "head", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_hand", "right_hand",
+)
+JOINT_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
+
+PART_NAMES = (
+    "background", "head", "torso", "upper_arm", "forearm", "hand", "thigh", "shin_foot",
+)
+NUM_PARTS = len(PART_NAMES)
+
+Dim = Union[int, str]  # "N" is the working resolution, -1 a free dimension
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    """One named tensor: dtype, per-item shape and what its numbers mean."""
+
+    name: str
+    dtype: type
+    shape: Tuple[Dim, ...]
+    meaning: str
+
+    def concrete_shape(self, resolution: int) -> Tuple[int, ...]:
+        return tuple(resolution if d == "N" else d for d in self.shape)
+
+
+F32, I32, U8 = np.float32, np.int32, np.uint8
+
+# --- subject ensemble: once per photo -------------------------------------------------
+PHOTO = TensorSpec("photo", U8, (-1, -1, 3), f"RGB photo, any size from {MIN_PHOTO_SIDE} to {MAX_PHOTO_SIDE} px a side")
+SOURCE_IMAGE = TensorSpec("source_image", F32, (3, "N", "N"), "letterboxed photo, planar RGB in [0, 1]")
+PERSON_MASK = TensorSpec("person_mask", F32, (1, "N", "N"), "probability that a pixel shows the person, [0, 1]")
+BETAS = TensorSpec("betas", F32, (NUM_BETAS,), "body shape coefficients (unitless, ~N(0, 1))")
+SOURCE_POSE = TensorSpec("source_pose", F32, (NUM_JOINTS, 3), "pose in the photo, axis-angle radians, SMPL order")
+CAMERA = TensorSpec("camera", F32, (3,), "weak-perspective camera (s NDC/m, tx NDC, ty NDC)")
+SOURCE_PARSING = TensorSpec("source_parsing", I32, (1, "N", "N"), "part label of each photo pixel")
+REGION_STYLE = TensorSpec("region_style", F32, (NUM_PARTS, STYLE_DIM), "style code per part; [:3] is the mean RGB in [0, 1]")
+PERSON_COUNT = TensorSpec("person_count", I32, (1,), "people detected in the photo; the largest is used")
+
+SUBJECT_TENSORS = (SOURCE_IMAGE, PERSON_MASK, BETAS, SOURCE_POSE, CAMERA, SOURCE_PARSING, REGION_STYLE)
+
+# --- frame ensemble: once per output frame --------------------------------------------
+TARGET_POSE = TensorSpec("target_pose", F32, (NUM_JOINTS, 3), "template pose, axis-angle radians, SMPL order")
+TARGET_TRANSLATION = TensorSpec("target_translation", F32, (3,), "root offset from the source position, metres")
+FRAME = TensorSpec("frame", U8, ("N", "N", 3), "generated RGB frame, letterboxed like source_image")
+
+# --- between frame-path stages --------------------------------------------------------
+CORRESPONDENCE_FLOW = TensorSpec(
+    "correspondence_flow", F32, (2, "N", "N"),
+    "for each target pixel, the NDC (x, y) of the same body surface point in the source image")
+SOURCE_VISIBILITY = TensorSpec(
+    "source_visibility", F32, (1, "N", "N"), "1 where the target pixel's surface point is visible in the photo")
+TARGET_PARTS = TensorSpec("target_parts", I32, (1, "N", "N"), "part label of the posed body rendered in the target")
+TARGET_PARSING = TensorSpec("target_parsing", I32, (1, "N", "N"), "predicted part label of each target pixel")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageContract:
+    """Inputs and outputs of one stage model."""
+
+    name: str
+    inputs: Tuple[TensorSpec, ...]
+    outputs: Tuple[TensorSpec, ...]
+    frame_path: bool  # batched per frame (dynamic batching) vs once per photo
+
+
+SUBJECT_RECONSTRUCTION = StageContract(
+    "subject_reconstruction", (PHOTO,),
+    (SOURCE_IMAGE, PERSON_MASK, BETAS, SOURCE_POSE, CAMERA, PERSON_COUNT), frame_path=False)
+SOURCE_PARSER = StageContract(
+    "source_parser", (PERSON_MASK, BETAS, SOURCE_POSE, CAMERA), (SOURCE_PARSING,), frame_path=False)
+STYLE_ENCODER = StageContract(
+    "style_encoder", (SOURCE_IMAGE, SOURCE_PARSING), (REGION_STYLE,), frame_path=False)
+BODY_GEOMETRY = StageContract(
+    "body_geometry", (BETAS, SOURCE_POSE, CAMERA, TARGET_POSE, TARGET_TRANSLATION),
+    (CORRESPONDENCE_FLOW, SOURCE_VISIBILITY, TARGET_PARTS), frame_path=True)
+PARSING_PRIOR = StageContract(
+    "parsing_prior", (SOURCE_PARSING, TARGET_PARTS, PERSON_MASK), (TARGET_PARSING,), frame_path=True)
+STYLE_GENERATOR = StageContract(
+    "style_generator",
+    (SOURCE_IMAGE, PERSON_MASK, SOURCE_PARSING, REGION_STYLE, CORRESPONDENCE_FLOW, SOURCE_VISIBILITY, TARGET_PARSING),
+    (FRAME,), frame_path=True)
+
+SUBJECT_STAGES = (SUBJECT_RECONSTRUCTION, SOURCE_PARSER, STYLE_ENCODER)
+FRAME_STAGES = (BODY_GEOMETRY, PARSING_PRIOR, STYLE_GENERATOR)
+ONNX_STAGES = (SOURCE_PARSER, STYLE_ENCODER) + FRAME_STAGES
+
+SUBJECT_ENSEMBLE = StageContract("bodydance_subject", (PHOTO,), SUBJECT_TENSORS + (PERSON_COUNT,), frame_path=False)
+FRAME_ENSEMBLE = StageContract(
+    "bodydance_frame", SUBJECT_TENSORS + (TARGET_POSE, TARGET_TRANSLATION), (FRAME,), frame_path=True)
+ENSEMBLES = (SUBJECT_ENSEMBLE, FRAME_ENSEMBLE)
+
+TRITON_DTYPE = {F32: "FP32", I32: "INT32", U8: "UINT8"}
+
+
+def letterbox_geometry(height: int, width: int, resolution: int) -> Tuple[float, int, int]:
+    """Scale and offsets (px) that fit a ``height x width`` photo centred in the square.
+
+    Client (to crop frames back) and server (to build ``source_image``) share it.
+    """
+    scale = resolution / max(height, width)
+    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+    return scale, (resolution - new_w) // 2, (resolution - new_h) // 2
