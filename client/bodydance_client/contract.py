@@ -80,9 +80,10 @@ SOURCE_POSE = TensorSpec("source_pose", F32, (NUM_JOINTS, 3), "pose in the photo
 CAMERA = TensorSpec("camera", F32, (3,), "weak-perspective camera (s NDC/m, tx NDC, ty NDC)")
 SOURCE_PARSING = TensorSpec("source_parsing", I32, (1, "N", "N"), "part label of each photo pixel")
 REGION_STYLE = TensorSpec("region_style", F32, (NUM_PARTS, STYLE_DIM), "style code per part; [:3] is the mean RGB in [0, 1]")
+BACKGROUND = TensorSpec("background", F32, (3, "N", "N"), "the photo with the person removed and filled, planar RGB in [0, 1]")
 PERSON_COUNT = TensorSpec("person_count", I32, (1,), "people detected in the photo; the largest is used")
 
-SUBJECT_TENSORS = (SOURCE_IMAGE, PERSON_MASK, BETAS, SOURCE_POSE, CAMERA, SOURCE_PARSING, REGION_STYLE)
+SUBJECT_TENSORS = (SOURCE_IMAGE, PERSON_MASK, BETAS, SOURCE_POSE, CAMERA, SOURCE_PARSING, REGION_STYLE, BACKGROUND)
 
 # --- frame ensemble: once per output frame --------------------------------------------
 TARGET_POSE = TensorSpec("target_pose", F32, (NUM_JOINTS, 3), "template pose, axis-angle radians, SMPL order")
@@ -115,7 +116,7 @@ SUBJECT_RECONSTRUCTION = StageContract(
 SOURCE_PARSER = StageContract(
     "source_parser", (PERSON_MASK, BETAS, SOURCE_POSE, CAMERA), (SOURCE_PARSING,), frame_path=False)
 STYLE_ENCODER = StageContract(
-    "style_encoder", (SOURCE_IMAGE, SOURCE_PARSING), (REGION_STYLE,), frame_path=False)
+    "style_encoder", (SOURCE_IMAGE, PERSON_MASK, SOURCE_PARSING), (REGION_STYLE, BACKGROUND), frame_path=False)
 BODY_GEOMETRY = StageContract(
     "body_geometry", (BETAS, SOURCE_POSE, CAMERA, TARGET_POSE, TARGET_TRANSLATION),
     (CORRESPONDENCE_FLOW, SOURCE_VISIBILITY, TARGET_PARTS), frame_path=True)
@@ -123,7 +124,7 @@ PARSING_PRIOR = StageContract(
     "parsing_prior", (SOURCE_PARSING, TARGET_PARTS, PERSON_MASK), (TARGET_PARSING,), frame_path=True)
 STYLE_GENERATOR = StageContract(
     "style_generator",
-    (SOURCE_IMAGE, PERSON_MASK, SOURCE_PARSING, REGION_STYLE, CORRESPONDENCE_FLOW, SOURCE_VISIBILITY, TARGET_PARSING),
+    (SOURCE_IMAGE, BACKGROUND, REGION_STYLE, CORRESPONDENCE_FLOW, SOURCE_VISIBILITY, TARGET_PARSING),
     (FRAME,), frame_path=True)
 
 SUBJECT_STAGES = (SUBJECT_RECONSTRUCTION, SOURCE_PARSER, STYLE_ENCODER)

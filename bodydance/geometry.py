@@ -1,0 +1,210 @@
+"""Per-frame body geometry as pure tensor ops (exports to ONNX, no data-dependent control flow).
+
+The body surface is, for now, the capsule stand-in of :mod:`bodydance.skeleton`
+(a baseline until the open SMPL-format mesh lands); everything here speaks
+the contract's units: metres in body space, NDC in the image, radians in poses.
+
+Shapes: ``B`` batch, ``C`` capsules, ``N`` resolution, ``P = N * N`` pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bodydance.skeleton import CAPSULES, HEAD_TOP_OFFSET, PARENTS, REST_JOINTS
+
+BACKGROUND_DEPTH = -1.0e3  # metres; anything on the body is in front of this
+
+
+def axis_angle_to_matrix(rotvec: torch.Tensor) -> torch.Tensor:
+    """``[..., 3]`` radians -> ``[..., 3, 3]`` (Rodrigues; stable at zero angle)."""
+    angle = torch.sqrt((rotvec * rotvec).sum(-1, keepdim=True) + 1e-12)
+    axis = rotvec / angle
+    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
+    zero = torch.zeros_like(x)
+    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(rotvec.shape[:-1] + (3, 3))
+    s = torch.sin(angle)[..., None]
+    c = torch.cos(angle)[..., None]
+    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device)
+    return eye + s * k + (1.0 - c) * (k @ k)
+
+
+class PosedSkeleton(torch.nn.Module):
+    """(betas ``[B,10]``, pose ``[B,24,3]`` rad, translation ``[B,3]`` m) -> joints ``[B,24,3]`` m, rotations ``[B,24,3,3]``."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("rest_joints", torch.from_numpy(REST_JOINTS.copy()))
+        offsets = REST_JOINTS.copy()
+        offsets[1:] -= REST_JOINTS[PARENTS[1:]]
+        self.register_buffer("bone_offsets", torch.from_numpy(offsets))
+
+    def forward(self, betas, pose, translation):
+        height = (1.0 + 0.06 * betas[:, 0])[:, None]  # [B, 1]
+        local = axis_angle_to_matrix(pose)  # [B, 24, 3, 3]
+        rotations, joints = [], []
+        for j, parent in enumerate(PARENTS.tolist()):
+            offset = self.bone_offsets[j] * height  # [B, 3]
+            if parent < 0:
+                rotations.append(local[:, j])
+                joints.append(offset + translation)
+            else:
+                rotations.append(rotations[parent] @ local[:, j])
+                joints.append(joints[parent] + (rotations[parent] @ offset[..., None])[..., 0])
+        return torch.stack(joints, 1), torch.stack(rotations, 1)
+
+
+def _capsule_tables():
+    start = np.asarray([a for a, *_ in CAPSULES])
+    end = np.asarray([b for _, b, *_ in CAPSULES])
+    # The joint whose frame carries the segment: the start joint when the end is its child.
+    frame = np.asarray([a if (b < 0 or PARENTS[b] == a) else PARENTS[a] for a, b, *_ in CAPSULES])
+    radius = np.asarray([r for *_, r, _ in CAPSULES], dtype=np.float32)
+    label = np.asarray([p for *_, p in CAPSULES])
+    return start, end, frame, radius, label
+
+
+class CapsuleRasterizer(torch.nn.Module):
+    """Orthographic capsule z-buffer in NDC.
+
+    forward(joints ``[B,24,3]`` m, rotations ``[B,24,3,3]``, camera ``[B,3]``) ->
+      * ``depth`` ``[B,P]`` m (front surface Z, BACKGROUND_DEPTH where empty),
+      * ``capsule`` ``[B,P]`` int64 index of the front capsule,
+      * ``surface`` ``[B,P,3]`` m body-space point seen at each pixel,
+      * ``covered`` ``[B,P]`` bool.
+    ``inflate`` grows each radius for coverage (so flow exists a little beyond
+    the stand-in's outline, where clothes usually are).
+    """
+
+    def __init__(self, resolution: int, inflate: float = 1.0):
+        super().__init__()
+        start, end, frame, radius, label = _capsule_tables()
+        self.register_buffer("start", torch.from_numpy(start))
+        self.register_buffer("end", torch.from_numpy(np.where(end < 0, 0, end)))
+        self.register_buffer("end_is_head_top", torch.from_numpy(end < 0))
+        self.register_buffer("frame", torch.from_numpy(frame))
+        self.register_buffer("radius", torch.from_numpy(radius * inflate))
+        self.register_buffer("label", torch.from_numpy(label.astype(np.int64)))
+        self.register_buffer("head_top", torch.from_numpy(HEAD_TOP_OFFSET.copy()))
+        centres = (torch.arange(resolution, dtype=torch.float32) * 2 + 1) / resolution - 1
+        yy, xx = torch.meshgrid(centres, centres, indexing="ij")
+        self.register_buffer("pixels", torch.stack([xx.reshape(-1), yy.reshape(-1)], -1))  # [P, 2] NDC
+
+    def segment_endpoints(self, joints, rotations):
+        """-> capsule start and end points ``[B,C,3]`` m."""
+        a = joints[:, self.start]
+        head_top = joints[:, self.end] + (rotations[:, self.end] @ self.head_top)
+        b = torch.where(self.end_is_head_top[None, :, None], head_top, joints[:, self.end])
+        return a, b
+
+    def forward(self, joints, rotations, camera):
+        a, b = self.segment_endpoints(joints, rotations)
+        s, tx, ty = camera[:, 0:1], camera[:, 1:2], camera[:, 2:3]
+        # pixel -> body-space X, Y (metres) under the weak-perspective camera
+        px = (self.pixels[None, :, 0] - tx) / s  # [B, P]
+        py = -(self.pixels[None, :, 1] - ty) / s
+        ab = b - a  # [B, C, 3]
+        ab_len2 = (ab[..., :2] ** 2).sum(-1).clamp_min(1e-8)  # [B, C]
+        dx = px[:, None, :] - a[..., 0:1]  # [B, C, P]
+        dy = py[:, None, :] - a[..., 1:2]
+        t = ((dx * ab[..., 0:1] + dy * ab[..., 1:2]) / ab_len2[..., None]).clamp(0.0, 1.0)
+        ex = dx - t * ab[..., 0:1]
+        ey = dy - t * ab[..., 1:2]
+        dist2 = ex * ex + ey * ey
+        r2 = (self.radius ** 2)[None, :, None]
+        inside = dist2 < r2
+        axis_z = a[..., 2:3] + t * ab[..., 2:3]
+        z = axis_z + torch.sqrt((r2 - dist2).clamp_min(0.0))
+        z = torch.where(inside, z, torch.full_like(z, BACKGROUND_DEPTH))
+        depth, capsule = z.max(dim=1)  # [B, P]
+        covered = depth > BACKGROUND_DEPTH * 0.5
+        surface = torch.stack([px, py, depth], -1)
+        return depth, capsule, surface, covered
+
+    def labels(self, capsule, covered):
+        """Part label ``[B,P]`` int64 (0 = background)."""
+        return torch.where(covered, self.label[capsule], torch.zeros_like(capsule))
+
+
+class CorrespondenceGeometry(torch.nn.Module):
+    """Stage 1, frame side: target pose -> correspondence flow, source visibility, target parts.
+
+    forward(betas ``[B,10]``, source_pose ``[B,24,3]`` rad, camera ``[B,3]``,
+    target_pose ``[B,24,3]`` rad, target_translation ``[B,3]`` m) ->
+    flow ``[B,2,N,N]`` NDC, visibility ``[B,1,N,N]`` {0,1}, parts ``[B,1,N,N]`` int32.
+    """
+
+    # A target point counts as seen in the photo when its source depth is within
+    # this many metres of the photo's front surface at that pixel.
+    VISIBILITY_TOLERANCE_M = 0.03
+
+    def __init__(self, resolution: int):
+        super().__init__()
+        self.resolution = resolution
+        self.skeleton = PosedSkeleton()
+        self.outline = CapsuleRasterizer(resolution, inflate=1.0)
+        self.coverage = CapsuleRasterizer(resolution, inflate=1.3)
+
+    def forward(self, betas, source_pose, camera, target_pose, target_translation):
+        batch, n = betas.shape[0], self.resolution
+        zero = torch.zeros_like(target_translation)
+        src_joints, src_rot = self.skeleton(betas, source_pose, zero)
+        tgt_joints, tgt_rot = self.skeleton(betas, target_pose, target_translation)
+
+        _, tgt_capsule, tgt_surface, tgt_covered = self.coverage(tgt_joints, tgt_rot, camera)
+        _, outline_capsule, _, outline_covered = self.outline(tgt_joints, tgt_rot, camera)
+        parts = self.outline.labels(outline_capsule, outline_covered)
+
+        # Carry each target surface point into the source pose through its bone's rigid motion.
+        frame = self.coverage.frame[tgt_capsule]  # [B, P]
+        gather = frame[..., None, None].expand(-1, -1, 3, 3)
+        r_t = torch.gather(tgt_rot, 1, gather)  # [B, P, 3, 3]
+        r_s = torch.gather(src_rot, 1, gather)
+        j_t = torch.gather(tgt_joints, 1, frame[..., None].expand(-1, -1, 3))
+        j_s = torch.gather(src_joints, 1, frame[..., None].expand(-1, -1, 3))
+        local = (r_t.transpose(-1, -2) @ (tgt_surface - j_t)[..., None])
+        src_points = (r_s @ local)[..., 0] + j_s  # [B, P, 3]
+
+        s, tx, ty = camera[:, 0:1], camera[:, 1:2], camera[:, 2:3]
+        flow_x = s * src_points[..., 0] + tx
+        flow_y = -s * src_points[..., 1] + ty
+        flow = torch.stack([flow_x, flow_y], 1)  # [B, 2, P]
+        flow = torch.where(tgt_covered[:, None, :], flow, torch.full_like(flow, -2.0))
+
+        # Visibility: is the carried point the front surface of the source render?
+        src_depth, _, _, src_covered = self.coverage(src_joints, src_rot, camera)
+        src_depth_img = src_depth.reshape(batch, 1, n, n)
+        grid = flow.reshape(batch, 2, n, n).permute(0, 2, 3, 1)
+        front = F.grid_sample(src_depth_img, grid, mode="nearest", padding_mode="border", align_corners=False)
+        front = front.reshape(batch, -1)
+        in_view = (flow_x.abs() <= 1.0) & (flow_y.abs() <= 1.0)
+        visible = tgt_covered & in_view & (src_points[..., 2] >= front - self.VISIBILITY_TOLERANCE_M)
+
+        return (
+            flow.reshape(batch, 2, n, n),
+            visible.to(torch.float32).reshape(batch, 1, n, n),
+            parts.to(torch.int32).reshape(batch, 1, n, n),
+        )
+
+
+def grow_labels(labels: torch.Tensor, num_parts: int, steps: int, allowed=None) -> torch.Tensor:
+    """Grow non-background labels into background by ``steps`` pixels (3x3 max-pool per step).
+
+    labels ``[B,1,N,N]`` int, allowed ``[B,1,N,N]`` bool or None -> ``[B,1,N,N]`` int64.
+    Labelled pixels keep their label; where two parts reach a pixel in the same
+    step, the higher label index wins (deterministic).
+    """
+    labels = labels.to(torch.int64)
+    ids = torch.arange(1, num_parts, device=labels.device).reshape(1, -1, 1, 1)
+    onehot = (labels == ids).to(torch.float32)  # [B, P-1, N, N]
+    room = None if allowed is None else allowed.to(torch.float32)
+    for _ in range(steps):
+        grown = F.max_pool2d(onehot, 3, stride=1, padding=1)
+        empty = 1.0 - onehot.amax(dim=1, keepdim=True)  # only background pixels take a new label
+        grown = grown * empty if room is None else grown * empty * room
+        onehot = onehot + grown
+    weighted = onehot * ids.to(torch.float32)
+    best = weighted.max(dim=1, keepdim=True).values
+    return best.to(torch.int64)

@@ -1,0 +1,5 @@
+import typer
+
+from bodydance_export.pipeline import main
+
+typer.run(main)

@@ -1,0 +1,44 @@
+"""Plausible example inputs for each stage, keyed by contract tensor name.
+
+Random noise would leave the geometry stages looking at an empty image, so
+poses are small perturbations of a standing body and the camera frames it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bodydance_client.contract import NUM_PARTS, StageContract
+
+
+def sample_tensor(name: str, shape, rng: np.random.Generator) -> np.ndarray:
+    batch = shape[0]
+    if name in ("source_pose", "target_pose"):
+        pose = rng.normal(0.0, 0.25, shape).astype(np.float32)
+        pose[:, 16, 2] -= 1.1  # arms lowered from the T-pose
+        pose[:, 17, 2] += 1.1
+        return pose
+    if name == "betas":
+        return rng.normal(0.0, 0.5, shape).astype(np.float32)
+    if name == "camera":
+        cam = np.tile(np.asarray([0.9, 0.0, 0.05], np.float32), (batch, 1))
+        return cam + rng.normal(0.0, 0.02, shape).astype(np.float32)
+    if name == "target_translation":
+        return rng.normal(0.0, 0.05, shape).astype(np.float32)
+    if name in ("source_parsing", "target_parts", "target_parsing"):
+        return rng.integers(0, NUM_PARTS, shape).astype(np.int32)
+    if name in ("person_mask", "source_visibility"):
+        return (rng.random(shape) > 0.5).astype(np.float32)
+    if name == "correspondence_flow":
+        return rng.uniform(-1.1, 1.1, shape).astype(np.float32)
+    if name == "photo":
+        return rng.integers(0, 256, shape).astype(np.uint8)
+    return rng.random(shape).astype(np.float32)
+
+
+def sample_inputs(contract: StageContract, resolution: int, batch: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return {
+        spec.name: sample_tensor(spec.name, (batch,) + spec.concrete_shape(resolution), rng)
+        for spec in contract.inputs
+    }
