@@ -18,6 +18,19 @@ from bodydance.skeleton import CAPSULES, HEAD_TOP_OFFSET, PARENTS, REST_JOINTS
 BACKGROUND_DEPTH = -1.0e3  # metres; anything on the body is in front of this
 
 
+def sample_ndc(image: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """``grid_sample`` at NDC positions ``[B,H,W,2]`` (align_corners=False, border padding).
+
+    PyTorch's CPU half-precision GridSample kernel returns garbage (seen: errors
+    of 6e3 on [0, 1] inputs), so the FP16 check runs this one op in FP32 on CPU.
+    Exported graphs are FP32 and never take that branch.
+    """
+    if image.dtype == torch.float16 and image.device.type == "cpu":
+        out = F.grid_sample(image.float(), grid.float(), mode=mode, padding_mode="border", align_corners=False)
+        return out.half()
+    return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=False)
+
+
 def axis_angle_to_matrix(rotvec: torch.Tensor) -> torch.Tensor:
     """``[..., 3]`` radians -> ``[..., 3, 3]`` (Rodrigues; stable at zero angle)."""
     angle = torch.sqrt((rotvec * rotvec).sum(-1, keepdim=True) + 1e-12)
@@ -177,7 +190,7 @@ class CorrespondenceGeometry(torch.nn.Module):
         src_depth, _, _, src_covered = self.coverage(src_joints, src_rot, camera)
         src_depth_img = src_depth.reshape(batch, 1, n, n)
         grid = flow.reshape(batch, 2, n, n).permute(0, 2, 3, 1)
-        front = F.grid_sample(src_depth_img, grid, mode="nearest", padding_mode="border", align_corners=False)
+        front = sample_ndc(src_depth_img, grid, mode="nearest")
         front = front.reshape(batch, -1)
         in_view = (flow_x.abs() <= 1.0) & (flow_y.abs() <= 1.0)
         visible = tgt_covered & in_view & (src_points[..., 2] >= front - self.VISIBILITY_TOLERANCE_M)

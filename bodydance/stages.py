@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bodydance.geometry import CapsuleRasterizer, CorrespondenceGeometry, PosedSkeleton, grow_labels
+from bodydance.geometry import CapsuleRasterizer, CorrespondenceGeometry, PosedSkeleton, grow_labels, sample_ndc
 from bodydance_client.contract import NUM_PARTS, STYLE_DIM
 
 
@@ -130,7 +130,7 @@ class StyleGenerator(torch.nn.Module):
 
     def forward(self, source_image, background, region_style, correspondence_flow, source_visibility, target_parsing):
         grid = correspondence_flow.permute(0, 2, 3, 1)
-        warped = F.grid_sample(source_image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        warped = sample_ndc(source_image, grid)
         labels = target_parsing.to(torch.int64)  # [B,1,N,N]
         ids = torch.arange(NUM_PARTS, device=labels.device).reshape(1, -1, 1, 1)
         onehot = (labels == ids).to(source_image.dtype)  # [B,P,N,N]

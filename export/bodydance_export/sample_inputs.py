@@ -31,6 +31,15 @@ def sample_tensor(name: str, shape, rng: np.random.Generator) -> np.ndarray:
         return (rng.random(shape) > 0.5).astype(np.float32)
     if name == "correspondence_flow":
         return rng.uniform(-1.1, 1.1, shape).astype(np.float32)
+    if name in ("source_image", "background"):
+        # Photos are smooth at the pixel scale; white noise would turn sub-pixel
+        # resampling differences into full-range errors.
+        h, w = shape[-2:]
+        y, x = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
+        freq = rng.uniform(2, 12, shape[:2] + (1, 1, 2))
+        phase = rng.uniform(0, 6.3, shape[:2] + (1, 1))
+        image = 0.5 + 0.4 * np.sin(freq[..., 0] * x + freq[..., 1] * y + phase)
+        return image.astype(np.float32)
     if name == "photo":
         return rng.integers(0, 256, shape).astype(np.uint8)
     return rng.random(shape).astype(np.float32)
