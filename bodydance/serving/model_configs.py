@@ -1,0 +1,142 @@
+"""Triton model configs, generated from one typed description per model.
+
+Each model is described once (:class:`ModelDescription`, built from the stage
+contracts) and rendered into Triton's own ``ModelConfig`` protobuf for a
+deployment profile; nothing is string-templated. ``cpu`` runs every stage in
+the python backend (ONNX Runtime, or MediaPipe for the reconstruction);
+``gpu`` runs the ONNX stages as TensorRT FP16 plans.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Optional, Tuple
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+from bodydance_client.contract import (
+    DEFAULT_RESOLUTION, ENSEMBLES, FRAME_ENSEMBLE, FRAME_STAGES, MAX_FRAME_BATCH, ONNX_STAGES,
+    SUBJECT_ENSEMBLE, SUBJECT_RECONSTRUCTION, SUBJECT_STAGES, TRITON_DTYPE, StageContract,
+)
+
+PROFILES = ("cpu", "gpu")
+GPU_RESOLUTION = 512
+RESOLUTION = {"cpu": DEFAULT_RESOLUTION, "gpu": GPU_RESOLUTION}
+
+_DTYPE = {name: pb.DataType.Value(f"TYPE_{name}") for name in TRITON_DTYPE.values()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Batching:
+    """Dynamic batching of one model; delays in microseconds."""
+
+    max_batch_size: int
+    dynamic: bool = False
+    preferred: Tuple[int, ...] = ()
+    max_queue_delay_us: int = 0
+    max_queue_size: int = 0  # 0: unbounded
+    queue_timeout_us: int = 0  # 0: no timeout
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelDescription:
+    """What one model is, independent of the profile that serves it."""
+
+    contract: StageContract
+    batching: Batching
+    instances: int = 1
+    kind: str = "onnx"  # "onnx" (ORT in python backend / TensorRT plan), "python", or "ensemble"
+    steps: Tuple[Tuple[str, Dict[str, str], Dict[str, str]], ...] = ()  # ensemble: (model, input_map, output_map)
+    parameters: Tuple[Tuple[str, str], ...] = ()
+
+
+FRAME_BATCHING = Batching(MAX_FRAME_BATCH, dynamic=True, preferred=(4, MAX_FRAME_BATCH), max_queue_delay_us=2000)
+SUBJECT_BATCHING = Batching(1)
+
+
+def _identity_map(specs):
+    return {s.name: s.name for s in specs}
+
+
+def _step(contract: StageContract):
+    # Stage tensors keep their contract names inside the ensembles, so every map is the identity.
+    return (contract.name, _identity_map(contract.inputs), _identity_map(contract.outputs))
+
+
+def describe_models() -> Tuple[ModelDescription, ...]:
+    stages = []
+    for contract in SUBJECT_STAGES + FRAME_STAGES:
+        stages.append(ModelDescription(
+            contract,
+            FRAME_BATCHING if contract.frame_path else SUBJECT_BATCHING,
+            kind="python" if contract is SUBJECT_RECONSTRUCTION else "onnx",
+            # ORT's own thread pool per instance: one intra-op thread per core.
+            parameters=(("intra_op_threads", "2"),),
+        ))
+    ensembles = (
+        ModelDescription(SUBJECT_ENSEMBLE, SUBJECT_BATCHING, kind="ensemble",
+                         steps=tuple(_step(c) for c in SUBJECT_STAGES)),
+        ModelDescription(FRAME_ENSEMBLE, Batching(MAX_FRAME_BATCH), kind="ensemble",
+                         steps=tuple(_step(c) for c in FRAME_STAGES)),
+    )
+    return tuple(stages) + ensembles
+
+
+def _tensor(spec, resolution: int, io_cls):
+    return io_cls(name=spec.name, data_type=_DTYPE[TRITON_DTYPE[spec.dtype]],
+                  dims=list(spec.concrete_shape(resolution)))
+
+
+def to_model_config(desc: ModelDescription, profile: str) -> pb.ModelConfig:
+    """Render one description as Triton's ModelConfig for ``profile``."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
+    resolution = RESOLUTION[profile]
+    cfg = pb.ModelConfig(name=desc.contract.name, max_batch_size=desc.batching.max_batch_size)
+    cfg.input.extend(_tensor(s, resolution, pb.ModelInput) for s in desc.contract.inputs)
+    cfg.output.extend(_tensor(s, resolution, pb.ModelOutput) for s in desc.contract.outputs)
+
+    if desc.kind == "ensemble":
+        cfg.platform = "ensemble"
+        for model, inputs, outputs in desc.steps:
+            cfg.ensemble_scheduling.step.add(model_name=model, model_version=-1, input_map=inputs, output_map=outputs)
+        return cfg
+
+    if desc.kind == "onnx" and profile == "gpu":
+        cfg.platform = "tensorrt_plan"
+        kind = pb.ModelInstanceGroup.Kind.KIND_GPU
+    else:
+        cfg.backend = "python"
+        kind = pb.ModelInstanceGroup.Kind.KIND_CPU
+        for key, value in desc.parameters:
+            cfg.parameters[key].string_value = value
+    cfg.instance_group.add(kind=kind, count=desc.instances)
+
+    b = desc.batching
+    if b.dynamic:
+        cfg.dynamic_batching.preferred_batch_size.extend(b.preferred)
+        cfg.dynamic_batching.max_queue_delay_microseconds = b.max_queue_delay_us
+        if b.max_queue_size or b.queue_timeout_us:
+            policy = cfg.dynamic_batching.default_queue_policy
+            policy.max_queue_size = b.max_queue_size
+            policy.default_timeout_microseconds = b.queue_timeout_us
+            policy.timeout_action = pb.ModelQueuePolicy.TimeoutAction.REJECT
+    return cfg
+
+
+def render(cfg: pb.ModelConfig) -> str:
+    return "# Generated by bodydance.serving.repository from bodydance_client.contract; do not edit.\n" + \
+        text_format.MessageToString(cfg)
+
+
+def ensemble_names() -> Tuple[str, ...]:
+    return tuple(e.name for e in ENSEMBLES)
+
+
+def onnx_stage_names() -> Tuple[str, ...]:
+    return tuple(c.name for c in ONNX_STAGES)
+
+
+def find(name: str) -> Optional[ModelDescription]:
+    return next((d for d in describe_models() if d.contract.name == name), None)
