@@ -72,5 +72,24 @@ def main(root: Path = typer.Option(REPOSITORY_ROOT), check: bool = typer.Option(
             write(root, profile)
 
 
+
+def missing_onnx(repository: Path) -> list:
+    from bodydance.serving.model_configs import onnx_stage_names
+
+    return [name for name in onnx_stage_names() if not (repository / name / "1" / "model.onnx").exists()]
+
+
+def ensure_exported(repository: Path, log=print) -> None:
+    """Export the ONNX stages into ``repository`` if any is missing (needs the 'export' extra)."""
+    missing = missing_onnx(repository)
+    if not missing:
+        return
+    log(f"exporting {', '.join(missing)} (first run only)")
+    from bodydance.serving.model_configs import RESOLUTION
+    from bodydance_export.pipeline import export_all
+
+    export_all(repository, RESOLUTION["cpu"])
+
+
 if __name__ == "__main__":
     typer.run(main)

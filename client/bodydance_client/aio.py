@@ -1,0 +1,107 @@
+"""The asyncio flavour of :class:`bodydance_client.sdk.BodyDanceClient` (same behaviour, one event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import AsyncIterator, Optional, Sequence, Union
+
+import numpy as np
+import tritonclient.grpc.aio as grpcaio
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from bodydance_client import contract as C
+from bodydance_client.errors import ServerNotReadyError
+from bodydance_client.images import PhotoLike, load_photo
+from bodydance_client.sdk import _RETRYABLE, DEFAULT_URL, Subject, _status, _translate
+from bodydance_client.templates import Template, resolve_template
+
+
+class AsyncBodyDanceClient:
+    """``await client.prepare(photo)``; ``async for frame in client.frames(subject, template)``."""
+
+    def __init__(self, urls: Union[str, Sequence[str]] = DEFAULT_URL, *, timeout_s: float = 60.0,
+                 retry_deadline_s: float = 60.0, window: int = 4):
+        self.urls = [urls] if isinstance(urls, str) else list(urls)
+        self.timeout_s = timeout_s
+        self.retry_deadline_s = retry_deadline_s
+        self.window = max(1, window)
+        self._clients = [grpcaio.InferenceServerClient(u) for u in self.urls]
+        self._active = 0
+
+    async def close(self) -> None:
+        for client in self._clients:
+            await client.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+    async def _infer(self, model, inputs, outputs, what: str):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_deadline_s
+        delay = 0.2
+        while True:
+            index = self._active
+            try:
+                return await self._clients[index].infer(model, inputs, outputs=outputs, client_timeout=self.timeout_s)
+            except InferenceServerException as err:
+                status = _status(err)
+                retryable = any(code in status for code in _RETRYABLE)
+                if not retryable:
+                    raise _translate(err, what) from err
+                if loop.time() > deadline:
+                    raise ServerNotReadyError(f"{what}: no server answered within {self.retry_deadline_s:.0f} s "
+                                              f"(last: {status})") from err
+                if self._active == index:
+                    self._active = (index + 1) % len(self._clients)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    @staticmethod
+    def _input(spec, value):
+        tensor = grpcclient.InferInput(spec.name, list(value.shape), C.TRITON_DTYPE[spec.dtype])
+        tensor.set_data_from_numpy(np.ascontiguousarray(value, dtype=spec.dtype))
+        return tensor
+
+    async def prepare(self, photo: PhotoLike) -> Subject:
+        image = await asyncio.to_thread(load_photo, photo)
+        outputs = [grpcclient.InferRequestedOutput(s.name) for s in C.SUBJECT_ENSEMBLE.outputs]
+        result = await self._infer(C.SUBJECT_ENSEMBLE.name, [self._input(C.PHOTO, image[None])], outputs,
+                                   "prepare(photo)")
+        tensors = {s.name: result.as_numpy(s.name) for s in C.SUBJECT_TENSORS}
+        count = int(result.as_numpy(C.PERSON_COUNT.name).reshape(-1)[0])
+        return Subject(tensors, image.shape[:2], count, photo=image)
+
+    async def _frame(self, subject: Subject, pose, translation, index: int) -> np.ndarray:
+        inputs = [self._input(s, subject.tensors[s.name]) for s in C.SUBJECT_TENSORS]
+        inputs += [self._input(C.TARGET_POSE, pose[None]), self._input(C.TARGET_TRANSLATION, translation[None])]
+        result = await self._infer(C.FRAME_ENSEMBLE.name, inputs,
+                                   [grpcclient.InferRequestedOutput(C.FRAME.name)], f"frame {index}")
+        frame = result.as_numpy(C.FRAME.name)
+        expected = (1,) + C.FRAME.concrete_shape(subject.resolution)
+        if frame is None or frame.shape != expected:
+            raise ServerNotReadyError(f"frame {index}: expected {expected} from the server")
+        return frame[0]
+
+    async def frames(self, subject: Subject, template: Union[str, Template], *, crop: bool = True,
+                     window: Optional[int] = None) -> AsyncIterator[np.ndarray]:
+        template = resolve_template(template) if not isinstance(template, Template) else template
+        window = window or self.window
+        pending = collections.deque()
+        try:
+            for index in range(template.num_frames):
+                pending.append(asyncio.ensure_future(
+                    self._frame(subject, template.poses[index], template.translations[index], index)))
+                if len(pending) >= window:
+                    frame = await pending.popleft()
+                    yield subject.crop(frame) if crop else frame
+            while pending:
+                frame = await pending.popleft()
+                yield subject.crop(frame) if crop else frame
+        finally:
+            for task in pending:
+                task.cancel()

@@ -1,0 +1,125 @@
+"""``bodydance`` command line: animate a photo, serve the models, list templates."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bodydance_client.errors import BodyDanceError
+
+app = typer.Typer(add_completion=False, help="One photo + a dance template -> a video of that person dancing.")
+console = Console(stderr=True)
+
+DEFAULT_PHOTO = Path(__file__).parent / "data" / "astronaut.jpg"
+
+
+@contextlib.contextmanager
+def _embedded_server(host: str):
+    from bodydance.serving.repository import REPOSITORY_ROOT, ensure_exported
+    from bodydance.serving.server import EmbeddedTritonServer
+
+    repository = REPOSITORY_ROOT / "cpu"
+    ensure_exported(repository, log=lambda m: console.print(m))
+    with console.status("starting the embedded Triton server"):
+        server = EmbeddedTritonServer(repository, host=host).start()
+    console.print(f"[green]server ready[/] at {server.grpc_url} (log: {server.log_path})")
+    try:
+        yield server.grpc_url
+    finally:
+        server.stop()
+
+
+@app.command()
+def animate(
+    photo: Path = typer.Argument(DEFAULT_PHOTO, help="photo of one person (JPEG/PNG/...)"),
+    template: str = typer.Option("wave", "--template", "-t", help="bundled template name or .npz path"),
+    out: Path = typer.Option(Path("out.mp4"), "--out", "-o", help="output MP4 (H.264)"),
+    sheet: Optional[Path] = typer.Option(Path("out.png"), "--contact-sheet", help="contact sheet PNG ('' to skip)"),
+    url: List[str] = typer.Option([], "--url", help="server gRPC host:port (repeat for failover); none: embedded"),
+    window: int = typer.Option(4, help="frames in flight"),
+    timeout_s: float = typer.Option(60.0, help="per-request deadline (s)"),
+):
+    """Turn PHOTO into a dance video."""
+    from bodydance_client.sdk import BodyDanceClient
+    from bodydance_client.templates import resolve_template
+
+    try:
+        dance = resolve_template(template)
+        started = time.perf_counter()
+        with contextlib.ExitStack() as stack:
+            urls = url or [stack.enter_context(_embedded_server("127.0.0.1"))]
+            client = stack.enter_context(BodyDanceClient(urls, timeout_s=timeout_s, window=window))
+            client.wait_until_ready()
+            columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+            with Progress(*columns, console=console) as progress:
+                task = progress.add_task(f"{dance.name}", total=dance.num_frames)
+                subject = client.animate(photo, dance, out, contact_sheet_path=sheet or None,
+                                         progress=lambda done, total: progress.update(task, completed=done))
+        note = f", {subject.person_count} people seen (largest used)" if subject.person_count > 1 else ""
+        console.print(f"[green]wrote[/] {out} ({dance.num_frames} frames, {time.perf_counter() - started:.1f} s{note})"
+                      + (f" and {sheet}" if sheet else ""))
+    except BodyDanceError as err:
+        console.print(f"[red]error ({err.kind}):[/] {err}")
+        raise typer.Exit(2)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="address to bind; loopback unless you mean otherwise"),
+    grpc_port: int = typer.Option(8001), http_port: int = typer.Option(8000), metrics_port: int = typer.Option(8002),
+    log: Optional[Path] = typer.Option(None, help="tritonserver log file"),
+):
+    """Run the embedded CPU Triton server in the foreground (Ctrl-C stops it cleanly)."""
+    from bodydance.serving.repository import REPOSITORY_ROOT, ensure_exported
+    from bodydance.serving.server import EmbeddedTritonServer
+
+    repository = REPOSITORY_ROOT / "cpu"
+    try:
+        ensure_exported(repository, log=lambda m: console.print(m))
+        server = EmbeddedTritonServer(repository, host=host, grpc_port=grpc_port, http_port=http_port,
+                                      metrics_port=metrics_port, log_path=log).start()
+    except BodyDanceError as err:
+        console.print(f"[red]error ({err.kind}):[/] {err}")
+        raise typer.Exit(2)
+    stop = {"now": False}
+
+    def _stop(signum, frame):
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    console.print(f"[green]serving[/] gRPC {server.grpc_url}, HTTP {host}:{server.http_port}, "
+                  f"metrics {host}:{server.metrics_port}; log {server.log_path}")
+    try:
+        while not stop["now"] and server.is_running():
+            time.sleep(0.5)
+    finally:
+        server.stop()
+    if not stop["now"]:
+        console.print(f"[red]tritonserver exited on its own[/]; see {server.log_path}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def templates():
+    """List the bundled dance templates."""
+    from bodydance_client.templates import bundled_templates, load_template
+
+    table = Table("name", "frames", "fps", "seconds")
+    for name, path in sorted(bundled_templates().items()):
+        t = load_template(path)
+        table.add_row(name, str(t.num_frames), f"{t.fps:g}", f"{t.duration_s:.1f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    sys.exit(app())

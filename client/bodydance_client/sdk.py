@@ -1,0 +1,259 @@
+"""The synchronous client: ``prepare`` a photo once, then request frames, or ``animate`` to a file.
+
+Frame requests are stateless and idempotent: the client keeps the subject
+tensors and sends them with every frame (through system shared memory when
+``shared_memory=True`` and the server is on this host), keeps a bounded
+window of frames in flight, and retries a frame on UNAVAILABLE with
+exponential backoff, moving to the next server URL if it was given several.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from bodydance_client import contract as C
+from bodydance_client.errors import (
+    BodyDanceError, RequestTimeoutError, ServerNotReadyError, from_tagged,
+)
+from bodydance_client.images import PhotoLike, load_photo
+from bodydance_client.templates import Template, resolve_template
+from bodydance_client.video import Mp4Writer, contact_sheet
+
+DEFAULT_URL = "127.0.0.1:8001"
+
+
+@dataclasses.dataclass
+class Subject:
+    """Everything the frame ensemble needs about one photo, plus how to crop frames back.
+
+    ``tensors`` maps each of :data:`contract.SUBJECT_TENSORS` to an array with a
+    leading batch dimension of 1.
+    """
+
+    tensors: Dict[str, np.ndarray]
+    photo_size: tuple  # (height, width) px of the uploaded photo
+    person_count: int
+    photo: Optional[np.ndarray] = None
+
+    @property
+    def resolution(self) -> int:
+        return int(self.tensors[C.SOURCE_IMAGE.name].shape[-1])
+
+    def crop(self, frame: np.ndarray) -> np.ndarray:
+        """Letterboxed ``[N, N, 3]`` frame -> the photo's aspect ratio."""
+        h, w = self.photo_size
+        scale, left, top = C.letterbox_geometry(h, w, self.resolution)
+        new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+        return frame[top:top + new_h, left:left + new_w]
+
+
+def _status(err: InferenceServerException) -> str:
+    return str(err.status() or "")
+
+
+def _translate(err: InferenceServerException, what: str) -> BodyDanceError:
+    status = _status(err)
+    if "INVALID_ARGUMENT" in status:
+        return from_tagged(err.message() or str(err))
+    if "DEADLINE_EXCEEDED" in status:
+        return RequestTimeoutError(f"{what} did not finish within its timeout")
+    return ServerNotReadyError(f"{what} failed: {status} {err.message()}")
+
+
+_RETRYABLE = ("UNAVAILABLE", "RESOURCE_EXHAUSTED", "UNKNOWN")
+
+
+class BodyDanceClient:
+    """gRPC client for one or more servers serving the BodyDance ensembles.
+
+    Args:
+        urls: ``host:port`` of a server's gRPC endpoint, or several for failover.
+        timeout_s: deadline of each request.
+        retry_deadline_s: how long a frame keeps being retried while servers are unavailable.
+        window: frames in flight at once in :meth:`frames`.
+        shared_memory: pass subject tensors through system shared memory (server on this host).
+    """
+
+    def __init__(self, urls: Union[str, Sequence[str]] = DEFAULT_URL, *, timeout_s: float = 60.0,
+                 retry_deadline_s: float = 60.0, window: int = 4, shared_memory: bool = False):
+        self.urls = [urls] if isinstance(urls, str) else list(urls)
+        if not self.urls:
+            raise ValueError("at least one server URL is needed")
+        self.timeout_s = timeout_s
+        self.retry_deadline_s = retry_deadline_s
+        self.window = max(1, window)
+        self.shared_memory = shared_memory
+        self._clients = [grpcclient.InferenceServerClient(u) for u in self.urls]
+        self._active = 0
+        self._lock = threading.Lock()
+        self._shm_regions: List[tuple] = []
+
+    # -- plumbing ------------------------------------------------------------------------
+    def close(self) -> None:
+        self._release_shared_memory()
+        for client in self._clients:
+            client.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def wait_until_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for client in self._clients:
+                try:
+                    if client.is_model_ready(C.SUBJECT_ENSEMBLE.name) and client.is_model_ready(C.FRAME_ENSEMBLE.name):
+                        return
+                except InferenceServerException:
+                    pass
+            time.sleep(0.25)
+        raise ServerNotReadyError(f"no server at {', '.join(self.urls)} had both ensembles ready "
+                                  f"within {timeout_s:.0f} s")
+
+    def _infer(self, model: str, inputs, outputs, *, retry: bool, what: str):
+        deadline = time.monotonic() + self.retry_deadline_s
+        delay, attempt = 0.2, 0
+        while True:
+            with self._lock:
+                index = self._active
+            try:
+                return self._clients[index].infer(model, inputs, outputs=outputs, client_timeout=self.timeout_s)
+            except InferenceServerException as err:
+                status = _status(err)
+                if not retry or not any(code in status for code in _RETRYABLE) or time.monotonic() > deadline:
+                    if any(code in status for code in _RETRYABLE) and retry:
+                        raise ServerNotReadyError(
+                            f"{what}: no server answered within {self.retry_deadline_s:.0f} s "
+                            f"({attempt + 1} attempts; last: {status})") from err
+                    raise _translate(err, what) from err
+                with self._lock:  # fail over to the next server, then back off
+                    if self._active == index:
+                        self._active = (index + 1) % len(self._clients)
+                attempt += 1
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 5.0)
+
+    @staticmethod
+    def _input(spec: C.TensorSpec, value: np.ndarray):
+        tensor = grpcclient.InferInput(spec.name, list(value.shape), C.TRITON_DTYPE[spec.dtype])
+        tensor.set_data_from_numpy(np.ascontiguousarray(value, dtype=spec.dtype))
+        return tensor
+
+    # -- subject -------------------------------------------------------------------------
+    def prepare(self, photo: PhotoLike) -> Subject:
+        """Photo (path, bytes, PIL image or uint8 array) -> :class:`Subject`. Runs once per photo."""
+        image = load_photo(photo)
+        inputs = [self._input(C.PHOTO, image[None])]
+        outputs = [grpcclient.InferRequestedOutput(s.name) for s in C.SUBJECT_ENSEMBLE.outputs]
+        result = self._infer(C.SUBJECT_ENSEMBLE.name, inputs, outputs, retry=True, what="prepare(photo)")
+        tensors = {s.name: result.as_numpy(s.name) for s in C.SUBJECT_TENSORS}
+        count = int(result.as_numpy(C.PERSON_COUNT.name).reshape(-1)[0])
+        return Subject(tensors, image.shape[:2], count, photo=image)
+
+    # -- frames --------------------------------------------------------------------------
+    def _subject_inputs(self, subject: Subject):
+        if not self.shared_memory:
+            return [self._input(spec, subject.tensors[spec.name]) for spec in C.SUBJECT_TENSORS]
+        return self._shared_subject_inputs(subject)
+
+    def _shared_subject_inputs(self, subject: Subject):
+        import tritonclient.utils.shared_memory as shm
+
+        arrays = [np.ascontiguousarray(subject.tensors[s.name], dtype=s.dtype) for s in C.SUBJECT_TENSORS]
+        total = sum(a.nbytes for a in arrays)
+        name = f"bodydance_{uuid.uuid4().hex[:12]}"
+        handle = shm.create_shared_memory_region(name, f"/{name}", total)
+        offset, inputs = 0, []
+        for spec, array in zip(C.SUBJECT_TENSORS, arrays):
+            shm.set_shared_memory_region(handle, [array], offset=offset)
+            tensor = grpcclient.InferInput(spec.name, list(array.shape), C.TRITON_DTYPE[spec.dtype])
+            tensor.set_shared_memory(name, array.nbytes, offset=offset)
+            inputs.append(tensor)
+            offset += array.nbytes
+        for client in self._clients:
+            client.register_system_shared_memory(name, f"/{name}", total)
+        self._shm_regions.append((name, handle))
+        return inputs
+
+    def _release_shared_memory(self) -> None:
+        import tritonclient.utils.shared_memory as shm
+
+        for name, handle in self._shm_regions:
+            for client in self._clients:
+                try:
+                    client.unregister_system_shared_memory(name)
+                except InferenceServerException:
+                    pass
+            shm.destroy_shared_memory_region(handle)
+        self._shm_regions.clear()
+
+    def _frame(self, subject_inputs, resolution: int, pose: np.ndarray, translation: np.ndarray,
+               index: int) -> np.ndarray:
+        inputs = list(subject_inputs) + [
+            self._input(C.TARGET_POSE, pose[None]), self._input(C.TARGET_TRANSLATION, translation[None])]
+        result = self._infer(C.FRAME_ENSEMBLE.name, inputs, [grpcclient.InferRequestedOutput(C.FRAME.name)],
+                             retry=True, what=f"frame {index}")
+        frame = result.as_numpy(C.FRAME.name)
+        expected = (1,) + C.FRAME.concrete_shape(resolution)
+        if frame is None or frame.shape != expected or frame.dtype != np.uint8:
+            got = None if frame is None else (frame.shape, frame.dtype)
+            raise ServerNotReadyError(f"frame {index}: expected uint8 {expected} from the server, got {got}")
+        return frame[0]
+
+    def frames(self, subject: Subject, template: Union[str, Template], *, crop: bool = True,
+               window: Optional[int] = None) -> Iterator[np.ndarray]:
+        """Yield the dance frames in order, ``window`` requests in flight at a time."""
+        template = resolve_template(template) if not isinstance(template, Template) else template
+        window = window or self.window
+        subject_inputs = self._subject_inputs(subject)
+        pending = collections.deque()
+        try:
+            with ThreadPoolExecutor(max_workers=window, thread_name_prefix="bodydance-frame") as pool:
+                try:
+                    for index in range(template.num_frames):
+                        pending.append(pool.submit(self._frame, subject_inputs, subject.resolution,
+                                                   template.poses[index], template.translations[index], index))
+                        if len(pending) >= window:
+                            frame = pending.popleft().result()
+                            yield subject.crop(frame) if crop else frame
+                    while pending:
+                        frame = pending.popleft().result()
+                        yield subject.crop(frame) if crop else frame
+                finally:
+                    for future in pending:
+                        future.cancel()
+        finally:
+            self._release_shared_memory()
+
+    def animate(self, photo: PhotoLike, template: Union[str, Template], path: os.PathLike, *,
+                contact_sheet_path: Optional[os.PathLike] = None,
+                progress: Optional[Callable[[int, int], None]] = None) -> Subject:
+        """Photo + template -> H.264 MP4 at ``path`` (written whole or not at all)."""
+        template = resolve_template(template) if not isinstance(template, Template) else template
+        subject = self.prepare(photo)
+        sheet_every = max(1, template.num_frames // 11)
+        sheet = []
+        with Mp4Writer(path, template.fps) as writer:
+            for i, frame in enumerate(self.frames(subject, template)):
+                writer.write(frame)
+                if i % sheet_every == 0 and len(sheet) < 11:
+                    sheet.append(frame)
+                if progress:
+                    progress(i + 1, template.num_frames)
+        if contact_sheet_path is not None:
+            contact_sheet(sheet, contact_sheet_path, photo=subject.photo)
+        return subject
