@@ -1,0 +1,54 @@
+"""Shared fixtures: one exported model repository and one real tritonserver per test session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bodydance.serving.repository import REPOSITORY_ROOT, ensure_exported
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def cpu_repository(tmp_path_factory) -> Path:
+    """A copy of the committed cpu repository with the ONNX stages exported into it."""
+    repo = tmp_path_factory.mktemp("repo") / "cpu"
+    shutil.copytree(REPOSITORY_ROOT / "cpu", repo, ignore=shutil.ignore_patterns("*.onnx", "export_report.json"))
+    cached = REPOSITORY_ROOT / "cpu"
+    # Reuse ONNX files a previous `bodydance animate` exported, when present, to save a minute.
+    for onnx in cached.glob("*/1/model.onnx"):
+        target = repo / onnx.relative_to(cached)
+        shutil.copy2(onnx, target)
+    ensure_exported(repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def server(cpu_repository, tmp_path_factory):
+    from bodydance.serving.server import EmbeddedTritonServer
+
+    log = tmp_path_factory.mktemp("logs") / "tritonserver.log"
+    with EmbeddedTritonServer(cpu_repository, log_path=log) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    from bodydance_client.sdk import BodyDanceClient
+
+    with BodyDanceClient(server.grpc_url, timeout_s=120, retry_deadline_s=10) as c:
+        c.wait_until_ready()
+        yield c
+
+
+@pytest.fixture(scope="session")
+def astronaut_path() -> Path:
+    return ROOT / "client" / "bodydance_client" / "data" / "astronaut.jpg"
+
+
+@pytest.fixture(scope="session")
+def subject(client, astronaut_path):
+    return client.prepare(astronaut_path)
