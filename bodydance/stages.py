@@ -148,3 +148,23 @@ STAGE_MODULES = {
     "parsing_prior": ParsingPrior,
     "style_generator": lambda resolution: StyleGenerator(),
 }
+
+
+class FramePath(torch.nn.Module):
+    """The three frame-path stages chained in-process, as the frame ensemble chains them.
+
+    For benchmarks (eager PyTorch vs ONNX Runtime vs Triton) and GPU checks;
+    inputs are the frame ensemble's, in contract order.
+    """
+
+    def __init__(self, resolution: int):
+        super().__init__()
+        self.geometry = BodyGeometry(resolution)
+        self.parsing = ParsingPrior(resolution)
+        self.generator = StyleGenerator()
+
+    def forward(self, source_image, person_mask, betas, source_pose, camera, source_parsing, region_style,
+                background, target_pose, target_translation):
+        flow, visibility, parts = self.geometry(betas, source_pose, camera, target_pose, target_translation)
+        parsing = self.parsing(source_parsing, parts, person_mask)
+        return self.generator(source_image, background, region_style, flow, visibility, parsing)
