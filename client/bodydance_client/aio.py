@@ -8,13 +8,15 @@ from typing import AsyncIterator, Optional, Sequence, Union
 
 import numpy as np
 import tritonclient.grpc.aio as grpcaio
-import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from bodydance_client import contract as C
 from bodydance_client.errors import ServerNotReadyError
 from bodydance_client.images import PhotoLike, load_photo
-from bodydance_client.sdk import _RETRYABLE, DEFAULT_URL, Subject, _status, _translate
+from bodydance_client.sdk import (
+    DEFAULT_URL, Subject, _status, _translate, frame_from_result, frame_request, is_retryable, subject_from_result,
+    subject_request, tensor_input,
+)
 from bodydance_client.templates import Template, resolve_template
 
 
@@ -49,53 +51,36 @@ class AsyncBodyDanceClient:
             try:
                 return await self._clients[index].infer(model, inputs, outputs=outputs, client_timeout=self.timeout_s)
             except InferenceServerException as err:
-                status = _status(err)
-                retryable = any(code in status for code in _RETRYABLE)
-                if not retryable:
+                if not is_retryable(err):
                     raise _translate(err, what) from err
                 if loop.time() > deadline:
                     raise ServerNotReadyError(f"{what}: no server answered within {self.retry_deadline_s:.0f} s "
-                                              f"(last: {status})") from err
+                                              f"(last: {_status(err)})") from err
                 if self._active == index:
                     self._active = (index + 1) % len(self._clients)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    @staticmethod
-    def _input(spec, value):
-        tensor = grpcclient.InferInput(spec.name, list(value.shape), C.TRITON_DTYPE[spec.dtype])
-        tensor.set_data_from_numpy(np.ascontiguousarray(value, dtype=spec.dtype))
-        return tensor
-
     async def prepare(self, photo: PhotoLike) -> Subject:
         image = await asyncio.to_thread(load_photo, photo)
-        outputs = [grpcclient.InferRequestedOutput(s.name) for s in C.SUBJECT_ENSEMBLE.outputs]
-        result = await self._infer(C.SUBJECT_ENSEMBLE.name, [self._input(C.PHOTO, image[None])], outputs,
-                                   "prepare(photo)")
-        tensors = {s.name: result.as_numpy(s.name) for s in C.SUBJECT_TENSORS}
-        count = int(result.as_numpy(C.PERSON_COUNT.name).reshape(-1)[0])
-        return Subject(tensors, image.shape[:2], count, photo=image)
+        inputs, outputs = subject_request(image)
+        return subject_from_result(await self._infer(C.SUBJECT_ENSEMBLE.name, inputs, outputs, "prepare(photo)"), image)
 
-    async def _frame(self, subject: Subject, pose, translation, index: int) -> np.ndarray:
-        inputs = [self._input(s, subject.tensors[s.name]) for s in C.SUBJECT_TENSORS]
-        inputs += [self._input(C.TARGET_POSE, pose[None]), self._input(C.TARGET_TRANSLATION, translation[None])]
-        result = await self._infer(C.FRAME_ENSEMBLE.name, inputs,
-                                   [grpcclient.InferRequestedOutput(C.FRAME.name)], f"frame {index}")
-        frame = result.as_numpy(C.FRAME.name)
-        expected = (1,) + C.FRAME.concrete_shape(subject.resolution)
-        if frame is None or frame.shape != expected:
-            raise ServerNotReadyError(f"frame {index}: expected {expected} from the server")
-        return frame[0]
+    async def _frame(self, subject: Subject, subject_inputs, pose, translation, index: int) -> np.ndarray:
+        inputs, outputs = frame_request(subject_inputs, pose, translation)
+        result = await self._infer(C.FRAME_ENSEMBLE.name, inputs, outputs, f"frame {index}")
+        return frame_from_result(result, subject.resolution, index)
 
     async def frames(self, subject: Subject, template: Union[str, Template], *, crop: bool = True,
                      window: Optional[int] = None) -> AsyncIterator[np.ndarray]:
         template = resolve_template(template) if not isinstance(template, Template) else template
         window = window or self.window
+        subject_inputs = [tensor_input(s, subject.tensors[s.name]) for s in C.SUBJECT_TENSORS]
         pending = collections.deque()
         try:
             for index in range(template.num_frames):
-                pending.append(asyncio.ensure_future(
-                    self._frame(subject, template.poses[index], template.translations[index], index)))
+                pending.append(asyncio.ensure_future(self._frame(
+                    subject, subject_inputs, template.poses[index], template.translations[index], index)))
                 if len(pending) >= window:
                     frame = await pending.popleft()
                     yield subject.crop(frame) if crop else frame

@@ -74,6 +74,44 @@ def _translate(err: InferenceServerException, what: str) -> BodyDanceError:
 _RETRYABLE = ("UNAVAILABLE", "RESOURCE_EXHAUSTED", "UNKNOWN")
 
 
+def is_retryable(err: InferenceServerException) -> bool:
+    status = _status(err)
+    return any(code in status for code in _RETRYABLE)
+
+
+def tensor_input(spec: C.TensorSpec, value: np.ndarray):
+    tensor = grpcclient.InferInput(spec.name, list(value.shape), C.TRITON_DTYPE[spec.dtype])
+    tensor.set_data_from_numpy(np.ascontiguousarray(value, dtype=spec.dtype))
+    return tensor
+
+
+def subject_request(image: np.ndarray):
+    """(inputs, outputs) of the subject ensemble for one decoded photo."""
+    return ([tensor_input(C.PHOTO, image[None])],
+            [grpcclient.InferRequestedOutput(s.name) for s in C.SUBJECT_ENSEMBLE.outputs])
+
+
+def subject_from_result(result, image: np.ndarray) -> "Subject":
+    tensors = {s.name: result.as_numpy(s.name) for s in C.SUBJECT_TENSORS}
+    count = int(result.as_numpy(C.PERSON_COUNT.name).reshape(-1)[0])
+    return Subject(tensors, image.shape[:2], count, photo=image)
+
+
+def frame_request(subject_inputs, pose: np.ndarray, translation: np.ndarray):
+    inputs = list(subject_inputs) + [tensor_input(C.TARGET_POSE, pose[None]),
+                                     tensor_input(C.TARGET_TRANSLATION, translation[None])]
+    return inputs, [grpcclient.InferRequestedOutput(C.FRAME.name)]
+
+
+def frame_from_result(result, resolution: int, index: int) -> np.ndarray:
+    frame = result.as_numpy(C.FRAME.name)
+    expected = (1,) + C.FRAME.concrete_shape(resolution)
+    if frame is None or frame.shape != expected or frame.dtype != np.uint8:
+        got = None if frame is None else (frame.shape, frame.dtype)
+        raise ServerNotReadyError(f"frame {index}: expected uint8 {expected} from the server, got {got}")
+    return frame[0]
+
+
 class BodyDanceClient:
     """gRPC client for one or more servers serving the BodyDance ensembles.
 
@@ -133,13 +171,12 @@ class BodyDanceClient:
             try:
                 return self._clients[index].infer(model, inputs, outputs=outputs, client_timeout=self.timeout_s)
             except InferenceServerException as err:
-                status = _status(err)
-                if not retry or not any(code in status for code in _RETRYABLE) or time.monotonic() > deadline:
-                    if any(code in status for code in _RETRYABLE) and retry:
-                        raise ServerNotReadyError(
-                            f"{what}: no server answered within {self.retry_deadline_s:.0f} s "
-                            f"({attempt + 1} attempts; last: {status})") from err
+                if not (retry and is_retryable(err)):
                     raise _translate(err, what) from err
+                if time.monotonic() > deadline:
+                    raise ServerNotReadyError(
+                        f"{what}: no server answered within {self.retry_deadline_s:.0f} s "
+                        f"({attempt + 1} attempts; last: {_status(err)})") from err
                 with self._lock:  # fail over to the next server, then back off
                     if self._active == index:
                         self._active = (index + 1) % len(self._clients)
@@ -147,27 +184,18 @@ class BodyDanceClient:
                 time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, 5.0)
 
-    @staticmethod
-    def _input(spec: C.TensorSpec, value: np.ndarray):
-        tensor = grpcclient.InferInput(spec.name, list(value.shape), C.TRITON_DTYPE[spec.dtype])
-        tensor.set_data_from_numpy(np.ascontiguousarray(value, dtype=spec.dtype))
-        return tensor
-
     # -- subject -------------------------------------------------------------------------
     def prepare(self, photo: PhotoLike) -> Subject:
         """Photo (path, bytes, PIL image or uint8 array) -> :class:`Subject`. Runs once per photo."""
         image = load_photo(photo)
-        inputs = [self._input(C.PHOTO, image[None])]
-        outputs = [grpcclient.InferRequestedOutput(s.name) for s in C.SUBJECT_ENSEMBLE.outputs]
+        inputs, outputs = subject_request(image)
         result = self._infer(C.SUBJECT_ENSEMBLE.name, inputs, outputs, retry=True, what="prepare(photo)")
-        tensors = {s.name: result.as_numpy(s.name) for s in C.SUBJECT_TENSORS}
-        count = int(result.as_numpy(C.PERSON_COUNT.name).reshape(-1)[0])
-        return Subject(tensors, image.shape[:2], count, photo=image)
+        return subject_from_result(result, image)
 
     # -- frames --------------------------------------------------------------------------
     def _subject_inputs(self, subject: Subject):
         if not self.shared_memory:
-            return [self._input(spec, subject.tensors[spec.name]) for spec in C.SUBJECT_TENSORS]
+            return [tensor_input(spec, subject.tensors[spec.name]) for spec in C.SUBJECT_TENSORS]
         return self._shared_subject_inputs(subject)
 
     def _shared_subject_inputs(self, subject: Subject):
@@ -203,16 +231,9 @@ class BodyDanceClient:
 
     def _frame(self, subject_inputs, resolution: int, pose: np.ndarray, translation: np.ndarray,
                index: int) -> np.ndarray:
-        inputs = list(subject_inputs) + [
-            self._input(C.TARGET_POSE, pose[None]), self._input(C.TARGET_TRANSLATION, translation[None])]
-        result = self._infer(C.FRAME_ENSEMBLE.name, inputs, [grpcclient.InferRequestedOutput(C.FRAME.name)],
-                             retry=True, what=f"frame {index}")
-        frame = result.as_numpy(C.FRAME.name)
-        expected = (1,) + C.FRAME.concrete_shape(resolution)
-        if frame is None or frame.shape != expected or frame.dtype != np.uint8:
-            got = None if frame is None else (frame.shape, frame.dtype)
-            raise ServerNotReadyError(f"frame {index}: expected uint8 {expected} from the server, got {got}")
-        return frame[0]
+        inputs, outputs = frame_request(subject_inputs, pose, translation)
+        result = self._infer(C.FRAME_ENSEMBLE.name, inputs, outputs, retry=True, what=f"frame {index}")
+        return frame_from_result(result, resolution, index)
 
     def frames(self, subject: Subject, template: Union[str, Template], *, crop: bool = True,
                window: Optional[int] = None) -> Iterator[np.ndarray]:
