@@ -41,22 +41,22 @@ class SourceParser(torch.nn.Module):
 
 
 def _fill_holes(image, known, levels: int):
-    """Normalised convolution over a pyramid: fill pixels where ``known`` is 0 from nearby known pixels.
+    """Push-pull fill: pixels where ``known`` is 0 take a smooth estimate from known pixels nearby.
 
-    image ``[B,3,N,N]``, known ``[B,1,N,N]`` in {0,1} -> ``[B,3,N,N]``.
+    image ``[B,3,N,N]``, known ``[B,1,N,N]`` in {0,1} -> ``[B,3,N,N]``. Known
+    pixels are averaged down a 2x pyramid (push), then the estimate is carried
+    back up, each level trusting its own average where it had known pixels (pull).
     """
-    filled = image * known
-    weight = known
-    result = filled
-    for level in range(1, levels + 1):
-        k = 2 ** level + 1
-        num = F.avg_pool2d(image * known, k, stride=1, padding=k // 2, count_include_pad=False)
-        den = F.avg_pool2d(known, k, stride=1, padding=k // 2, count_include_pad=False)
-        estimate = num / den.clamp_min(1e-6)
-        take = (weight < 0.5) & (den > 1e-4)
-        result = torch.where(take, estimate, result)
-        weight = torch.maximum(weight, (den > 1e-4).to(weight.dtype))
-    return result
+    nums, dens = [image * known], [known]
+    for _ in range(levels):
+        nums.append(F.avg_pool2d(nums[-1], 2))
+        dens.append(F.avg_pool2d(dens[-1], 2))
+    estimate = nums[-1] / dens[-1].clamp_min(1e-6)
+    for num, den in zip(reversed(nums[:-1]), reversed(dens[:-1])):
+        coarse = F.interpolate(estimate, scale_factor=2.0, mode="bilinear", align_corners=False)
+        trust = den.clamp(0.0, 1.0)
+        estimate = trust * (num / den.clamp_min(1e-6)) + (1.0 - trust) * coarse
+    return torch.where(known > 0.5, image, estimate)
 
 
 class StyleEncoder(torch.nn.Module):
