@@ -25,9 +25,9 @@ def sample_ndc(image: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear") 
     of 6e3 on [0, 1] inputs), so the FP16 check runs this one op in FP32 on CPU.
     Exported graphs are FP32 and never take that branch.
     """
-    if image.dtype == torch.float16 and image.device.type == "cpu":
+    if torch.float16 in (image.dtype, grid.dtype) and image.device.type == "cpu":
         out = F.grid_sample(image.float(), grid.float(), mode=mode, padding_mode="border", align_corners=False)
-        return out.half()
+        return out.to(image.dtype)
     return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=False)
 
 
@@ -87,8 +87,8 @@ class CapsuleRasterizer(torch.nn.Module):
       * ``capsule`` ``[B,P]`` int64 index of the front capsule,
       * ``surface`` ``[B,P,3]`` m body-space point seen at each pixel,
       * ``covered`` ``[B,P]`` bool.
-    ``inflate`` grows each radius for coverage (so flow exists a little beyond
-    the stand-in's outline, where clothes usually are).
+    ``inflate`` grows each radius for coverage (so flow exists beyond the
+    stand-in's outline, where hair and clothes usually are).
     """
 
     def __init__(self, resolution: int, inflate: float = 1.0):
@@ -158,7 +158,7 @@ class CorrespondenceGeometry(torch.nn.Module):
         self.resolution = resolution
         self.skeleton = PosedSkeleton()
         self.outline = CapsuleRasterizer(resolution, inflate=1.0)
-        self.coverage = CapsuleRasterizer(resolution, inflate=1.3)
+        self.coverage = CapsuleRasterizer(resolution, inflate=1.6)
 
     def forward(self, betas, source_pose, camera, target_pose, target_translation):
         batch, n = betas.shape[0], self.resolution

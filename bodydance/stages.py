@@ -105,19 +105,28 @@ class BodyGeometry(CorrespondenceGeometry):
 
 
 class ParsingPrior(torch.nn.Module):
-    """Baseline parsing prior: the rendered target parts, grown by a few pixels.
+    """Baseline parsing prior: rendered target parts, grown to the person's own silhouette.
 
-    (source_parsing ``[B,1,N,N]`` int32, target_parts ``[B,1,N,N]`` int32, person_mask ``[B,1,N,N]``)
-    -> target_parsing ``[B,1,N,N]`` int32. The baseline reads target_parts only; a
-    learned prior uses all three.
+    (source_parsing ``[B,1,N,N]`` int32, target_parts ``[B,1,N,N]`` int32,
+    correspondence_flow ``[B,2,N,N]`` NDC) -> target_parsing ``[B,1,N,N]`` int32.
+    The photo's parsing (hair, loose clothes included) is carried along the flow;
+    a carried label is kept beside the rendered body only where it names the
+    same part as the nearest rendered pixel, so a raised arm does not drag the
+    torso behind it along.
     """
 
     def __init__(self, resolution: int):
         super().__init__()
-        self.grow_steps = max(1, resolution // 128)
+        self.reach = max(2, resolution // 24)
 
-    def forward(self, source_parsing, target_parts, person_mask):
-        return grow_labels(target_parts, NUM_PARTS, self.grow_steps).to(torch.int32)
+    def forward(self, source_parsing, target_parts, correspondence_flow):
+        labels = source_parsing.to(correspondence_flow.dtype)
+        carried = sample_ndc(labels, correspondence_flow.permute(0, 2, 3, 1), mode="nearest")
+        carried = carried.to(torch.int64)
+        nearest = grow_labels(target_parts, NUM_PARTS, self.reach)
+        beside = torch.where(carried == nearest, carried, torch.zeros_like(carried))
+        rendered = target_parts.to(torch.int64)
+        return torch.where(rendered > 0, rendered, beside).to(torch.int32)
 
 
 class StyleGenerator(torch.nn.Module):
@@ -166,5 +175,5 @@ class FramePath(torch.nn.Module):
     def forward(self, source_image, person_mask, betas, source_pose, camera, source_parsing, region_style,
                 background, target_pose, target_translation):
         flow, visibility, parts = self.geometry(betas, source_pose, camera, target_pose, target_translation)
-        parsing = self.parsing(source_parsing, parts, person_mask)
+        parsing = self.parsing(source_parsing, parts, flow)
         return self.generator(source_image, background, region_style, flow, visibility, parsing)

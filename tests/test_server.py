@@ -72,7 +72,7 @@ def test_raw_requests_with_wrong_tensors_are_invalid_argument(server, subject):
             raw.infer(C.SUBJECT_ENSEMBLE.name, inputs)
         assert "INVALID_ARGUMENT" in str(err.value.status()), case
         assert err.value.message(), case
-    wrong_pose = [_raw_input(s.name, subject.tensors[s.name]) for s in C.SUBJECT_TENSORS]
+    wrong_pose = [_raw_input(s.name, subject.tensors[s.name]) for s in C.FRAME_SUBJECT_TENSORS]
     wrong_pose += [_raw_input("target_pose", np.zeros((1, 23, 3), np.float32)),
                    _raw_input("target_translation", np.zeros((1, 3), np.float32))]
     with pytest.raises(InferenceServerException) as err:

@@ -75,7 +75,7 @@ class AsyncBodyDanceClient:
                      window: Optional[int] = None) -> AsyncIterator[np.ndarray]:
         template = resolve_template(template) if not isinstance(template, Template) else template
         window = window or self.window
-        subject_inputs = [tensor_input(s, subject.tensors[s.name]) for s in C.SUBJECT_TENSORS]
+        subject_inputs = [tensor_input(s, subject.tensors[s.name]) for s in C.FRAME_SUBJECT_TENSORS]
         pending = collections.deque()
         try:
             for index in range(template.num_frames):

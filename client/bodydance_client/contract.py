@@ -121,7 +121,7 @@ BODY_GEOMETRY = StageContract(
     "body_geometry", (BETAS, SOURCE_POSE, CAMERA, TARGET_POSE, TARGET_TRANSLATION),
     (CORRESPONDENCE_FLOW, SOURCE_VISIBILITY, TARGET_PARTS), frame_path=True)
 PARSING_PRIOR = StageContract(
-    "parsing_prior", (SOURCE_PARSING, TARGET_PARTS, PERSON_MASK), (TARGET_PARSING,), frame_path=True)
+    "parsing_prior", (SOURCE_PARSING, TARGET_PARTS, CORRESPONDENCE_FLOW), (TARGET_PARSING,), frame_path=True)
 STYLE_GENERATOR = StageContract(
     "style_generator",
     (SOURCE_IMAGE, BACKGROUND, REGION_STYLE, CORRESPONDENCE_FLOW, SOURCE_VISIBILITY, TARGET_PARSING),
@@ -132,8 +132,10 @@ FRAME_STAGES = (BODY_GEOMETRY, PARSING_PRIOR, STYLE_GENERATOR)
 ONNX_STAGES = (SOURCE_PARSER, STYLE_ENCODER) + FRAME_STAGES
 
 SUBJECT_ENSEMBLE = StageContract("bodydance_subject", (PHOTO,), SUBJECT_TENSORS + (PERSON_COUNT,), frame_path=False)
+# The subject tensors that the frame path reads: what the client sends with every frame.
+FRAME_SUBJECT_TENSORS = tuple(t for t in SUBJECT_TENSORS if any(t in stage.inputs for stage in FRAME_STAGES))
 FRAME_ENSEMBLE = StageContract(
-    "bodydance_frame", SUBJECT_TENSORS + (TARGET_POSE, TARGET_TRANSLATION), (FRAME,), frame_path=True)
+    "bodydance_frame", FRAME_SUBJECT_TENSORS + (TARGET_POSE, TARGET_TRANSLATION), (FRAME,), frame_path=True)
 ENSEMBLES = (SUBJECT_ENSEMBLE, FRAME_ENSEMBLE)
 
 TRITON_DTYPE = {F32: "FP32", I32: "INT32", U8: "UINT8"}

@@ -195,18 +195,18 @@ class BodyDanceClient:
     # -- frames --------------------------------------------------------------------------
     def _subject_inputs(self, subject: Subject):
         if not self.shared_memory:
-            return [tensor_input(spec, subject.tensors[spec.name]) for spec in C.SUBJECT_TENSORS]
+            return [tensor_input(spec, subject.tensors[spec.name]) for spec in C.FRAME_SUBJECT_TENSORS]
         return self._shared_subject_inputs(subject)
 
     def _shared_subject_inputs(self, subject: Subject):
         import tritonclient.utils.shared_memory as shm
 
-        arrays = [np.ascontiguousarray(subject.tensors[s.name], dtype=s.dtype) for s in C.SUBJECT_TENSORS]
+        arrays = [np.ascontiguousarray(subject.tensors[s.name], dtype=s.dtype) for s in C.FRAME_SUBJECT_TENSORS]
         total = sum(a.nbytes for a in arrays)
         name = f"bodydance_{uuid.uuid4().hex[:12]}"
         handle = shm.create_shared_memory_region(name, f"/{name}", total)
         offset, inputs = 0, []
-        for spec, array in zip(C.SUBJECT_TENSORS, arrays):
+        for spec, array in zip(C.FRAME_SUBJECT_TENSORS, arrays):
             shm.set_shared_memory_region(handle, [array], offset=offset)
             tensor = grpcclient.InferInput(spec.name, list(array.shape), C.TRITON_DTYPE[spec.dtype])
             tensor.set_shared_memory(name, array.nbytes, offset=offset)
@@ -218,6 +218,8 @@ class BodyDanceClient:
         return inputs
 
     def _release_shared_memory(self) -> None:
+        if not self._shm_regions:
+            return
         import tritonclient.utils.shared_memory as shm
 
         for name, handle in self._shm_regions:
