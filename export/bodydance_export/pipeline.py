@@ -11,15 +11,11 @@ from rich.console import Console
 
 from bodydance.stages import STAGE_MODULES
 from bodydance_client.contract import DEFAULT_RESOLUTION, ONNX_STAGES, StageContract
+from bodydance_export.precision import FP32_STAGES
 from bodydance_export.sample_inputs import sample_inputs
 from bodydance_export.steps import check_fp16, check_parity, cleanup_graph, export_onnx
 
 console = Console(stderr=True)
-
-# Stages whose outputs are depth-test decisions: in FP16 about 1 % of border pixels
-# flip visibility, and their cost is small next to the generator, so the
-# TensorRT build keeps them in FP32 (the FP16 figures are still measured and reported).
-FP32_STAGES = frozenset({"body_geometry", "source_parser"})
 
 
 def export_stage(contract: StageContract, resolution: int, version_dir: Path, fp16_check: bool = True) -> dict:

@@ -14,6 +14,7 @@ import onnx
 import torch
 
 from bodydance_client.contract import StageContract
+from bodydance_export.onnx_runtime import run_onnxruntime
 
 # GridSample keeps its opset-16 mode names up to 19; opset 20 renames them and
 # TensorRT then silently falls back to nearest.
@@ -109,15 +110,6 @@ def cleanup_graph(path: Path) -> Dict[str, int]:
     onnx.checker.check_model(cleaned)
     onnx.save(cleaned, str(path))
     return {"nodes_before": before, "nodes_after": len(cleaned.graph.node)}
-
-
-def run_onnxruntime(path: Path, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feed = {i.name: inputs[i.name] for i in session.get_inputs()}
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feed)))
 
 
 def _check(label: str, reference, candidate, tol: Tolerance, strict: bool = True):
