@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
@@ -93,3 +95,24 @@ def test_a_model_that_fails_to_load_is_named_at_startup(cpu_repository, tmp_path
     with pytest.raises(ServerStartError) as err:
         EmbeddedTritonServer(broken, startup_timeout_s=120).start()
     assert "parsing_prior" in str(err.value)
+
+
+def test_stop_leaves_no_server_or_stub_processes(cpu_repository, tmp_path):
+    from bodydance.serving.server import EmbeddedTritonServer
+
+    server = EmbeddedTritonServer(cpu_repository, log_path=tmp_path / "log.txt").start()
+    group = server.process.pid
+    stubs = [p for p in os.listdir("/proc") if p.isdigit() and _in_group(int(p), group)]
+    assert len(stubs) > 1  # tritonserver and its python-backend stubs share the process group
+    server.stop()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(group, 0)
+    assert (tmp_path / "log.txt").stat().st_size > 0
+
+
+def _in_group(pid: int, group: int) -> bool:
+    try:
+        return os.getpgid(pid) == group
+    except ProcessLookupError:
+        return False
+

@@ -22,6 +22,13 @@ console = Console(stderr=True)
 DEFAULT_PHOTO = Path(__file__).parent / "data" / "astronaut.jpg"
 
 
+def _exit_on_sigterm():
+    """SIGTERM unwinds like Ctrl-C, so context managers stop the server and drop partial files."""
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, handler)
+
+
 @contextlib.contextmanager
 def _embedded_server(host: str):
     from bodydance.serving.repository import REPOSITORY_ROOT, ensure_exported
@@ -52,6 +59,7 @@ def animate(
     from bodydance_client.sdk import BodyDanceClient
     from bodydance_client.templates import resolve_template
 
+    _exit_on_sigterm()
     try:
         dance = resolve_template(template)
         started = time.perf_counter()

@@ -1,0 +1,54 @@
+"""Export steps: each produces a checkable output, and the checks fail when they should."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from bodydance.stages import STAGE_MODULES
+from bodydance_client.contract import PARSING_PRIOR, STYLE_ENCODER, STYLE_GENERATOR
+from bodydance_export.pipeline import export_stage
+from bodydance_export.sample_inputs import sample_inputs
+from bodydance_export.steps import ONNX_OPSET, ExportCheckError, check_fp16, check_parity
+
+RES = 64
+
+
+def test_export_stage_writes_a_checked_model_and_report(tmp_path):
+    report = export_stage(STYLE_GENERATOR, RES, tmp_path / "1")
+    model = onnx.load(str(tmp_path / "1" / "model.onnx"))
+    assert model.opset_import[0].version == ONNX_OPSET
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # batch is dynamic
+    assert "GridSample" in {n.op_type for n in model.graph.node}
+    saved = json.loads((tmp_path / "1" / "export_report.json").read_text())
+    assert saved["onnx_parity"] == report["onnx_parity"]
+    assert all(a["fraction"] >= 0.999 for a in report["onnx_parity"])
+
+
+def test_parity_check_catches_a_model_that_differs(tmp_path):
+    export_stage(PARSING_PRIOR, RES, tmp_path / "1", fp16_check=False)
+
+    class Shifted(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = STAGE_MODULES["parsing_prior"](RES)
+
+        def forward(self, *args):
+            return torch.roll(self.inner(*args), shifts=3, dims=-1)
+
+    inputs = sample_inputs(PARSING_PRIOR, RES, batch=2, seed=4)
+    with pytest.raises(ExportCheckError, match="target_parsing"):
+        check_parity(Shifted(), PARSING_PRIOR, tmp_path / "1" / "model.onnx", inputs)
+
+
+def test_fp16_check_catches_overflow():
+    class SumsPixels(torch.nn.Module):  # the style encoder's first version: a raw sum over 65536 pixels
+        def forward(self, source_image, person_mask, source_parsing):
+            total = source_image.sum(dim=(1, 2, 3))[:, None, None]
+            return total.expand(-1, 8, 16).contiguous(), source_image
+    inputs = sample_inputs(STYLE_ENCODER, 256, batch=1)
+    inputs["source_image"] = np.ones_like(inputs["source_image"])
+    with pytest.raises(ExportCheckError, match="FP16"):
+        check_fp16(SumsPixels(), STYLE_ENCODER, inputs)
