@@ -61,14 +61,17 @@ def write_inputs(folder: Path, arrays: Dict[str, np.ndarray]) -> Path:
 
 
 def run_perf_analyzer(model: str, url: str, data: Path, out_csv: Path, concurrency: List[int],
-                      shapes: Optional[Dict[str, tuple]] = None, requests_per_window: int = 20) -> List[dict]:
+                      shapes: Optional[Dict[str, tuple]] = None, requests_per_window: int = 20,
+                      stability_percentage: int = 25) -> List[dict]:
+    """One perf_analyzer run per concurrency level; ``stability_percentage`` is how far windows may differ
+    (this machine is shared: a smoke test loosens it, benchmarks keep it)."""
     rows = []
     for level in concurrency:
         csv_path = out_csv.with_name(f"{out_csv.stem}_c{level}.csv")
         cmd = [str(perf_analyzer_binary()), "-m", model, "-u", url, "-i", "grpc", "-b", "1",
                "--input-data", str(data), "--concurrency-range", f"{level}:{level}",
                "--measurement-mode", "count_windows", "--measurement-request-count", str(requests_per_window),
-               "--max-trials", "6", "--stability-percentage", "25", "--percentile", "95", "-f", str(csv_path)]
+               "--max-trials", "6", "--stability-percentage", str(stability_percentage), "--percentile", "95", "-f", str(csv_path)]
         for name, shape in (shapes or {}).items():
             cmd += ["--shape", f"{name}:{','.join(map(str, shape))}"]
         run = subprocess.run(cmd, capture_output=True, text=True, env=perf_analyzer_env())
