@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bodydance.skeleton import CAPSULES, HEAD_TOP_OFFSET, PARENTS, REST_JOINTS
+from bodydance.body import axis_angle_to_matrix
+from bodydance.skeleton import CAPSULES, HEAD_TOP_OFFSET, JOINT_SHAPEDIRS, PARENTS, REST_JOINTS
 
 BACKGROUND_DEPTH = -1.0e3  # metres; anything on the body is in front of this
 
@@ -31,51 +32,37 @@ def sample_ndc(image: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear") 
     return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=False)
 
 
-def axis_angle_to_matrix(rotvec: torch.Tensor) -> torch.Tensor:
-    """``[..., 3]`` radians -> ``[..., 3, 3]`` (Rodrigues; stable at zero angle)."""
-    angle = torch.sqrt((rotvec * rotvec).sum(-1, keepdim=True) + 1e-12)
-    axis = rotvec / angle
-    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
-    zero = torch.zeros_like(x)
-    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(rotvec.shape[:-1] + (3, 3))
-    s = torch.sin(angle)[..., None]
-    c = torch.cos(angle)[..., None]
-    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device)
-    return eye + s * k + (1.0 - c) * (k @ k)
-
-
 class PosedSkeleton(torch.nn.Module):
     """(betas ``[B,10]``, pose ``[B,24,3]`` rad, translation ``[B,3]`` m) -> joints ``[B,24,3]`` m, rotations ``[B,24,3,3]``."""
 
     def __init__(self):
         super().__init__()
         self.register_buffer("rest_joints", torch.from_numpy(REST_JOINTS.copy()))
-        offsets = REST_JOINTS.copy()
-        offsets[1:] -= REST_JOINTS[PARENTS[1:]]
-        self.register_buffer("bone_offsets", torch.from_numpy(offsets))
+        self.register_buffer("joint_shapedirs", torch.from_numpy(JOINT_SHAPEDIRS.copy()))
+        self.parents = PARENTS.tolist()
 
     def forward(self, betas, pose, translation):
-        height = (1.0 + 0.06 * betas[:, 0])[:, None]  # [B, 1]
+        rest = self.rest_joints + torch.einsum("jcs,bs->bjc", self.joint_shapedirs, betas)  # [B, 24, 3]
         local = axis_angle_to_matrix(pose)  # [B, 24, 3, 3]
         rotations, joints = [], []
-        for j, parent in enumerate(PARENTS.tolist()):
-            offset = self.bone_offsets[j] * height  # [B, 3]
+        for j, parent in enumerate(self.parents):
             if parent < 0:
                 rotations.append(local[:, j])
-                joints.append(offset + translation)
+                joints.append(rest[:, j] + translation)
             else:
+                offset = rest[:, j] - rest[:, parent]
                 rotations.append(rotations[parent] @ local[:, j])
                 joints.append(joints[parent] + (rotations[parent] @ offset[..., None])[..., 0])
         return torch.stack(joints, 1), torch.stack(rotations, 1)
 
 
 def _capsule_tables():
-    start = np.asarray([a for a, *_ in CAPSULES])
-    end = np.asarray([b for _, b, *_ in CAPSULES])
+    start = np.asarray([c[0] for c in CAPSULES])
+    end = np.asarray([c[1] for c in CAPSULES])
     # The joint whose frame carries the segment: the start joint when the end is its child.
     frame = np.asarray([a if (b < 0 or PARENTS[b] == a) else PARENTS[a] for a, b, *_ in CAPSULES])
-    radius = np.asarray([r for *_, r, _ in CAPSULES], dtype=np.float32)
-    label = np.asarray([p for *_, p in CAPSULES])
+    radius = np.asarray([(c[2], c[3]) for c in CAPSULES], dtype=np.float32)  # [C, 2] at start, end
+    label = np.asarray([c[4] for c in CAPSULES])
     return start, end, frame, radius, label
 
 
@@ -126,7 +113,8 @@ class CapsuleRasterizer(torch.nn.Module):
         ex = dx - t * ab[..., 0:1]
         ey = dy - t * ab[..., 1:2]
         dist2 = ex * ex + ey * ey
-        r2 = (self.radius ** 2)[None, :, None]
+        radius = self.radius[None, :, 0:1] + t * (self.radius[None, :, 1:2] - self.radius[None, :, 0:1])
+        r2 = radius * radius  # tapered: radius interpolated along the bone
         inside = dist2 < r2
         axis_z = a[..., 2:3] + t * ab[..., 2:3]
         z = axis_z + torch.sqrt((r2 - dist2).clamp_min(0.0))

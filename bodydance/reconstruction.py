@@ -1,277 +1,580 @@
 """Stage 1, subject side: photo -> letterboxed image, person mask, body shape, pose and camera.
 
-MediaPipe's bundled BlazePose *full* (``model_complexity=1``; 0 and 2 try to
-download their weights) gives 33 landmarks in the image and in metric 3D, and
-a person segmentation. The SMPL-format skeleton is then fitted in closed form:
-the global orientation from the hip and shoulder lines, every other joint as
-the swing that turns its rest bone onto the observed 3D bone, the weak-
-perspective camera by least squares on the 2D joints, and the height shape
-coefficient from bone lengths. Joints the photo does not show keep a
-plausible default (legs straight, arms by the sides).
+Pipeline
+--------
+1. The photo is checked (uint8, ``H x W x 3`` RGB, each side within
+   ``MIN_PHOTO_SIDE..MAX_PHOTO_SIDE``); anything else is a :class:`BadImageError`.
+2. ``source_image`` is the photo letterboxed into ``N x N`` with
+   :func:`contract.letterbox_geometry`; the bars are flat mid grey (127/255), a
+   neutral colour that neither the mask nor the parsing mistakes for skin or
+   clothes.
+3. MediaPipe's bundled BlazePose *full* (``model_complexity=1``; 0 and 2 try to
+   download their weights and fail) runs once on the photo itself (downsized to
+   at most ``detection_side`` px, never padded) and gives 33 landmarks in the
+   image, the same landmarks in metric 3D, and a person segmentation. Image
+   landmarks are mapped through the letterbox into NDC; the segmentation is
+   letterboxed the same way (bars = 0) into ``person_mask``.
+4. The 33 landmarks become the 24 SMPL joints through one fixed linear map
+   (:data:`LANDMARK_TO_JOINT`), used for the 3D and the 2D landmarks alike;
+   spine, pelvis, neck and collar joints are placed along the torso at the
+   heights the rest skeleton has them. A joint's confidence is the lowest
+   visibility among the landmarks it is made of; landmarks outside the photo
+   count as unseen. Joints below :data:`VISIBLE` never drive the fit.
+5. :func:`fit_body` fits the SMPL-format skeleton: the height coefficient
+   ``betas[0]`` from observed over rest bone lengths; the pose joint by joint
+   down the kinematic tree (each joint the rotation that takes its rest bones,
+   in its parent's posed frame, onto the observed bone directions: a swing for
+   one bone, weighted Kabsch for several); the global orientation from the hip
+   line and the spine, or, on half-body photos, the shoulder line and an
+   upright prior; the weak-perspective camera by linear least squares; then a
+   few Levenberg-Marquardt steps on 2D reprojection + 3D bone directions +
+   a pull towards the closed-form pose. Unseen joints keep a plausible default:
+   legs straight (rest), arms hanging by the sides.
+
+Limitations: MediaPipe Pose follows one person, so ``person_count`` is 1
+whenever a person is found (in a group photo the most prominent one is used).
+Only ``betas[0]`` is estimated; the other nine stay 0.
 
 numpy + OpenCV + MediaPipe only: this runs inside a Triton python-backend model.
-MediaPipe Pose follows one person, so ``person_count`` is 1 whenever a person is found.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Optional
+from typing import Dict, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 from bodydance.skeleton import (
-    REST_JOINTS, axis_angle_to_matrix, forward_kinematics, matrix_to_axis_angle, project, shaped_rest_joints,
+    PARENTS, REST_JOINTS, axis_angle_to_matrix, forward_kinematics, matrix_to_axis_angle, project,
+    shaped_rest_joints,
 )
 from bodydance_client import contract as C
 from bodydance_client.errors import BadImageError, NoPersonError
 
+NUM_LANDMARKS = 33
 # MediaPipe Pose landmark indices (the person's own left/right, as in SMPL).
-MP = dict(nose=0, left_ear=7, right_ear=8, left_shoulder=11, right_shoulder=12, left_elbow=13, right_elbow=14,
-          left_wrist=15, right_wrist=16, left_pinky=17, right_pinky=18, left_index=19, right_index=20,
-          left_hip=23, right_hip=24, left_knee=25, right_knee=26, left_ankle=27, right_ankle=28,
-          left_foot_index=31, right_foot_index=32)
+LANDMARKS = dict(
+    nose=0, left_ear=7, right_ear=8, left_shoulder=11, right_shoulder=12, left_elbow=13, right_elbow=14,
+    left_wrist=15, right_wrist=16, left_pinky=17, right_pinky=18, left_index=19, right_index=20,
+    left_hip=23, right_hip=24, left_knee=25, right_knee=26, left_ankle=27, right_ankle=28,
+    left_heel=29, right_heel=30, left_foot_index=31, right_foot_index=32,
+)
 J = {name: i for i, name in enumerate(C.JOINT_NAMES)}
 
-VISIBLE = 0.5  # landmark visibility below which a joint does not drive the fit
-MIN_PERSON_HEIGHT = 0.08  # of the photo height, for the landmarks' bounding box
-ARMS_DOWN = 1.25  # rad about Z: a T-pose arm lowered to the side
-HEIGHT_PER_BETA = 0.06  # see bodydance.skeleton: betas[0] = +1 is 6 % taller
+VISIBLE = 0.5  # joint confidence below which a joint does not drive the fit
+MIN_PERSON_SIZE = 0.08  # of the letterboxed square: smaller people are refused
+PAD_VALUE = 127  # letterbox bars of source_image, uint8 grey
+ARMS_DOWN = 1.25  # rad about Z: a T-pose arm lowered to hang by the side
+MAX_ABS_BETA = 3.0
 
-# (joint, child whose direction it sets); the rest keep their default rotation.
-BONES = (
-    ("spine1", "neck"), ("neck", "head"),
-    ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"), ("left_wrist", "left_hand"),
-    ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"), ("right_wrist", "right_hand"),
-    ("left_hip", "left_knee"), ("left_knee", "left_ankle"), ("left_ankle", "left_foot"),
-    ("right_hip", "right_knee"), ("right_knee", "right_ankle"), ("right_ankle", "right_foot"),
+# Refinement weights. Residuals are NDC (2D) or NDC-equivalent displacements (3D), so the fit
+# does not depend on the working resolution.
+W_DIRECTION = 0.5  # 3D bone direction (keeps the depth MediaPipe saw) against 2D reprojection
+W_PRIOR = 0.01  # NDC per radian away from the closed-form pose (fixes twists and unseen joints)
+REFINE_ITERATIONS = 12
+
+# Joints whose rotation moves another joint (the rest are leaves: head, hands, feet).
+CHILDREN = {j: [c for c in range(C.NUM_JOINTS) if PARENTS[c] == j] for j in range(C.NUM_JOINTS)}
+ACTIVE = tuple(j for j in range(C.NUM_JOINTS) if CHILDREN[j])
+# Long segments whose observed lengths give betas[0] (weight; the torso chord bends with the spine).
+HEIGHT_SEGMENTS = (
+    ("pelvis", "neck", 0.3),
+    ("left_hip", "left_knee", 1.0), ("left_knee", "left_ankle", 1.0),
+    ("right_hip", "right_knee", 1.0), ("right_knee", "right_ankle", 1.0),
+    ("left_shoulder", "left_elbow", 1.0), ("left_elbow", "left_wrist", 1.0),
+    ("right_shoulder", "right_elbow", 1.0), ("right_elbow", "right_wrist", 1.0),
 )
+MIN_HEIGHT_EVIDENCE = 0.4  # metres of rest segment length needed before betas[0] moves
+
+
+def _landmark_to_joint_map() -> np.ndarray:
+    """``[24, 33]`` weights: SMPL joint = weights @ landmarks (works for 3D and 2D alike)."""
+    m = np.zeros((C.NUM_JOINTS, NUM_LANDMARKS))
+
+    def put(joint: str, weights: Dict[str, float]) -> None:
+        for name, w in weights.items():
+            m[J[joint], LANDMARKS[name]] += w
+
+    rest = REST_JOINTS.astype(np.float64)
+    mid_hip_y = (rest[J["left_hip"], 1] + rest[J["right_hip"], 1]) / 2
+    mid_shoulder_y = (rest[J["left_shoulder"], 1] + rest[J["right_shoulder"], 1]) / 2
+    hips = {"left_hip": 0.5, "right_hip": 0.5}
+    shoulders = {"left_shoulder": 0.5, "right_shoulder": 0.5}
+    # Pelvis and spine: along mid-hip -> mid-shoulder, at the rest skeleton's heights.
+    for joint in ("pelvis", "spine1", "spine2", "spine3"):
+        f = (rest[J[joint], 1] - mid_hip_y) / (mid_shoulder_y - mid_hip_y)
+        put(joint, {k: (1 - f) * v for k, v in hips.items()})
+        put(joint, {k: f * v for k, v in shoulders.items()})
+    # Head: between the ears. Neck: from mid-shoulder towards the head, as far as at rest.
+    ears = {"left_ear": 0.5, "right_ear": 0.5}
+    put("head", ears)
+    head_rise = rest[J["head"], 1] - mid_shoulder_y
+    g = (rest[J["neck"], 1] - mid_shoulder_y) / head_rise
+    put("neck", {k: (1 - g) * v for k, v in shoulders.items()})
+    put("neck", {k: g * v for k, v in ears.items()})
+    # Collars: on the shoulder line, as far out as at rest.
+    for side in ("left", "right"):
+        f = abs(rest[J[f"{side}_collar"], 0]) / abs(rest[J[f"{side}_shoulder"], 0])
+        put(f"{side}_collar", {k: (1 - f) * v for k, v in shoulders.items()})
+        put(f"{side}_collar", {f"{side}_shoulder": f})
+        for part in ("hip", "shoulder", "elbow", "wrist", "knee", "ankle"):
+            put(f"{side}_{part}", {f"{side}_{part}": 1.0})
+        put(f"{side}_hand", {f"{side}_index": 0.5, f"{side}_pinky": 0.5})
+        put(f"{side}_foot", {f"{side}_foot_index": 0.75, f"{side}_heel": 0.25})
+    assert np.allclose(m.sum(1), 1.0)
+    return m
+
+
+LANDMARK_TO_JOINT = _landmark_to_joint_map()
 
 
 @dataclasses.dataclass
 class SubjectReconstruction:
-    """The SUBJECT_RECONSTRUCTION outputs (contract shapes, no batch dim) plus diagnostics."""
+    """The SUBJECT_RECONSTRUCTION outputs (contract shapes and dtypes, no batch dim) plus diagnostics."""
 
     source_image: np.ndarray  # [3, N, N] float32 in [0, 1]
-    person_mask: np.ndarray  # [1, N, N] float32
+    person_mask: np.ndarray  # [1, N, N] float32 in [0, 1]
     betas: np.ndarray  # [10] float32
-    source_pose: np.ndarray  # [24, 3] float32 rad
-    camera: np.ndarray  # [3] float32 (s, tx, ty)
+    source_pose: np.ndarray  # [24, 3] float32, axis-angle rad
+    camera: np.ndarray  # [3] float32 (s NDC/m, tx, ty)
     person_count: np.ndarray  # [1] int32
-    joints_2d: np.ndarray  # [24, 2] NDC, observed (NaN where unseen)
-    joint_confidence: np.ndarray  # [24] in [0, 1]
-    reprojection_px: float  # RMS over confident joints, in pixels of the N x N image
+    # diagnostics
+    joints_2d: np.ndarray  # [24, 2] float32 NDC: the observed joints (trust them where confidence >= VISIBLE)
+    joint_confidence: np.ndarray  # [24] float32 in [0, 1]
+    reprojection_px: float  # RMS distance, in pixels of the N x N image, of fitted to observed confident joints
+
+
+@dataclasses.dataclass
+class BodyFit:
+    """What :func:`fit_body` returns."""
+
+    pose: np.ndarray  # [24, 3] float32 rad
+    betas: np.ndarray  # [10] float32
+    camera: np.ndarray  # [3] float32
+    joints: np.ndarray  # [24, 3] float32 metres, FK of pose with the shaped rest joints
+    rms_ndc: float  # RMS reprojection over confident joints, NDC units (nan when none)
+    rms_ndc_closed_form: float  # the same before the refinement
+
+
+# --------------------------------------------------------------------------------------- input checks
 
 
 def check_photo(photo: np.ndarray) -> None:
-    if not isinstance(photo, np.ndarray) or photo.dtype != np.uint8:
-        raise BadImageError(f"photo must be a uint8 array, got {getattr(photo, 'dtype', type(photo))}")
+    """Raise :class:`BadImageError` saying what is wrong unless ``photo`` is a usable uint8 RGB image."""
+    if not isinstance(photo, np.ndarray):
+        raise BadImageError(f"photo must be a numpy array, got {type(photo).__name__}")
+    if photo.dtype != np.uint8:
+        raise BadImageError(f"photo must be uint8 RGB, got dtype {photo.dtype}")
     if photo.ndim != 3 or photo.shape[2] != 3:
-        raise BadImageError(f"photo must be HxWx3 RGB, got shape {list(photo.shape)}")
+        raise BadImageError(f"photo must be H x W x 3 (RGB), got shape {tuple(photo.shape)}")
     h, w = photo.shape[:2]
     if min(h, w) < C.MIN_PHOTO_SIDE or max(h, w) > C.MAX_PHOTO_SIDE:
-        raise BadImageError(f"photo is {w}x{h}; each side must be {C.MIN_PHOTO_SIDE}-{C.MAX_PHOTO_SIDE} px")
+        raise BadImageError(
+            f"photo is {w}x{h} px; each side must be {C.MIN_PHOTO_SIDE} to {C.MAX_PHOTO_SIDE} px")
 
 
-def letterbox(image: np.ndarray, resolution: int, fill=127) -> np.ndarray:
-    """``[H, W, C]`` -> ``[N, N, C]``, centred, same geometry as :func:`contract.letterbox_geometry`."""
-    h, w = image.shape[:2]
+def _letterbox_sizes(h: int, w: int, resolution: int) -> Tuple[int, int, int, int]:
     scale, left, top = C.letterbox_geometry(h, w, resolution)
-    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (new_w, new_h), interpolation=interp)
+    return max(1, round(w * scale)), max(1, round(h * scale)), left, top
+
+
+def letterbox(image: np.ndarray, resolution: int, fill=PAD_VALUE) -> np.ndarray:
+    """``[H, W(, C)]`` -> ``[N, N(, C)]`` centred, bars = ``fill``; geometry of :func:`contract.letterbox_geometry`."""
+    h, w = image.shape[:2]
+    new_w, new_h, left, top = _letterbox_sizes(h, w, resolution)
+    interp = cv2.INTER_AREA if new_w < w else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interp).reshape((new_h, new_w) + image.shape[2:])
     out = np.full((resolution, resolution) + image.shape[2:], fill, dtype=image.dtype)
-    out[top:top + new_h, left:left + new_w] = resized.reshape((new_h, new_w) + image.shape[2:])
+    out[top:top + new_h, left:left + new_w] = resized
     return out
 
 
-def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Smallest rotation taking unit vector ``a`` onto unit vector ``b`` (3x3)."""
+def photo_to_ndc(xy_norm: np.ndarray, h: int, w: int, resolution: int) -> np.ndarray:
+    """Landmarks normalised to the photo (``[..., 2]`` in [0, 1]) -> NDC of the letterboxed square."""
+    new_w, new_h, left, top = _letterbox_sizes(h, w, resolution)
+    px = np.stack([xy_norm[..., 0] * new_w + left, xy_norm[..., 1] * new_h + top], axis=-1)
+    return px * (2.0 / resolution) - 1.0
+
+
+def landmarks_to_joints(points: np.ndarray, visibility: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``[33, D]`` landmarks + ``[33]`` visibility -> ``[24, D]`` SMPL joints + ``[24]`` confidence."""
+    joints = LANDMARK_TO_JOINT @ points
+    used = LANDMARK_TO_JOINT > 0
+    confidence = np.where(used, visibility[None, :], np.inf).min(axis=1)
+    return joints, confidence
+
+
+def check_person_size(ndc: np.ndarray, confidence: np.ndarray) -> None:
+    """NoPersonError unless the confident landmarks span at least MIN_PERSON_SIZE of the square."""
+    seen = ndc[confidence >= VISIBLE]
+    if len(seen) < 4:
+        raise NoPersonError(f"no person found in the photo (only {len(seen)} body landmarks are clearly visible)")
+    extent = float(np.ptp(seen, axis=0).max()) / 2.0
+    if extent < MIN_PERSON_SIZE:
+        raise NoPersonError(
+            f"the person is too small: {extent:.1%} of the photo; at least {MIN_PERSON_SIZE:.0%} is needed")
+
+
+# --------------------------------------------------------------------------------------- fitting
+
+
+def _kabsch(u: np.ndarray, t: np.ndarray, w: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Rotation R maximising ``sum w t . (R u)`` (unit vectors ``[K, 3]``) and the singular values."""
+    h = (w[:, None, None] * t[:, :, None] * u[:, None, :]).sum(0)
+    a, s, bt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(a @ bt)) or 1.0
+    return a @ np.diag([1.0, 1.0, d]) @ bt, s
+
+
+def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Smallest rotation taking unit vector ``a`` onto unit vector ``b``."""
     axis = np.cross(a, b)
-    sin, cos = np.linalg.norm(axis), float(np.dot(a, b))
-    if sin < 1e-8:
+    sin, cos = float(np.linalg.norm(axis)), float(np.dot(a, b))
+    if sin < 1e-9:
         if cos > 0:
             return np.eye(3)
-        ortho = np.cross(a, [1.0, 0, 0] if abs(a[0]) < 0.9 else [0, 1.0, 0])
+        ortho = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
         return axis_angle_to_matrix(ortho / np.linalg.norm(ortho) * np.pi)
     return axis_angle_to_matrix(axis / sin * np.arctan2(sin, cos))
 
 
-def smpl_targets(world: np.ndarray, image_ndc: np.ndarray, visibility: np.ndarray):
-    """MediaPipe's 33 landmarks -> SMPL joints: 3D ``[24,3]`` m (SMPL axes), 2D ``[24,2]`` NDC, confidence ``[24]``.
-
-    ``world``: MediaPipe world landmarks already converted to SMPL axes.
-    """
-    def mp(name):
-        i = MP[name]
-        return world[i], image_ndc[i], visibility[i]
-
-    def mean(*names):
-        parts = [mp(n) for n in names]
-        return (np.mean([p[0] for p in parts], 0), np.mean([p[1] for p in parts], 0), min(p[2] for p in parts))
-
-    joints = {}
-    for side in ("left", "right"):
-        for part in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle"):
-            joints[f"{side}_{part}"] = mp(f"{side}_{part}")
-        joints[f"{side}_hand"] = mean(f"{side}_index", f"{side}_pinky")
-        joints[f"{side}_foot"] = mp(f"{side}_foot_index")
-    joints["pelvis"] = mean("left_hip", "right_hip")
-    joints["neck"] = mean("left_shoulder", "right_shoulder")
-    joints["head"] = mean("left_ear", "right_ear")
-    for side in ("left", "right"):
-        neck, shoulder = joints["neck"], joints[f"{side}_shoulder"]
-        joints[f"{side}_collar"] = tuple((n + s) / 2 if k < 2 else min(n, s) for k, (n, s) in enumerate(zip(neck, shoulder)))
-    pelvis, neck = joints["pelvis"], joints["neck"]
-    for name, f in (("spine1", 0.25), ("spine2", 0.5), ("spine3", 0.75)):
-        joints[name] = (pelvis[0] + f * (neck[0] - pelvis[0]), pelvis[1] + f * (neck[1] - pelvis[1]),
-                        min(pelvis[2], neck[2]))
-    p3 = np.stack([joints[n][0] for n in C.JOINT_NAMES]).astype(np.float64)
-    p2 = np.stack([joints[n][1] for n in C.JOINT_NAMES]).astype(np.float64)
-    conf = np.asarray([joints[n][2] for n in C.JOINT_NAMES], dtype=np.float64)
-    return p3, p2, conf
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
 
 
-def fit_pose(targets_3d: np.ndarray, confidence: np.ndarray) -> np.ndarray:
-    """Closed-form SMPL pose ``[24,3]`` rad whose bone directions match ``targets_3d`` (SMPL axes, m)."""
+def default_pose(seen: np.ndarray) -> np.ndarray:
+    """Rest pose, except that an arm whose upper arm is unseen hangs by the side."""
     pose = np.zeros((C.NUM_JOINTS, 3))
-    seen = confidence >= VISIBLE
-    # Unseen arms hang by the sides rather than staying in the T-pose.
-    if not (seen[J["left_shoulder"]] and seen[J["left_elbow"]]):
-        pose[J["left_shoulder"]] = (0, 0, -ARMS_DOWN)
-    if not (seen[J["right_shoulder"]] and seen[J["right_elbow"]]):
-        pose[J["right_shoulder"]] = (0, 0, ARMS_DOWN)
-
-    if seen[[J["left_hip"], J["right_hip"], J["left_shoulder"], J["right_shoulder"]]].all():
-        across = targets_3d[J["left_hip"]] - targets_3d[J["right_hip"]]
-        across += targets_3d[J["left_shoulder"]] - targets_3d[J["right_shoulder"]]
-        up = targets_3d[J["neck"]] - targets_3d[J["pelvis"]]
-        x = across / np.linalg.norm(across)
-        y = up - np.dot(up, x) * x
-        y /= np.linalg.norm(y)
-        pose[0] = matrix_to_axis_angle(np.stack([x, y, np.cross(x, y)], axis=1))
-
-    parents = np.asarray(C.JOINT_PARENTS)
-    for joint_name, child_name in BONES:
-        j, c = J[joint_name], J[child_name]
-        if not (seen[j] and seen[c]):
-            continue
-        _, rotations = forward_kinematics(pose.astype(np.float32), REST_JOINTS)
-        parent_rot = rotations[parents[j]].astype(np.float64)
-        observed = targets_3d[c] - targets_3d[j]
-        rest = (REST_JOINTS[c] - REST_JOINTS[j]).astype(np.float64)
-        if np.linalg.norm(observed) < 1e-6:
-            continue
-        local_target = parent_rot.T @ (observed / np.linalg.norm(observed))
-        pose[j] = matrix_to_axis_angle(_rotation_between(rest / np.linalg.norm(rest), local_target))
-    return pose.astype(np.float32)
+    for side, sign in (("left", -1.0), ("right", 1.0)):
+        if not (seen[J[f"{side}_shoulder"]] and seen[J[f"{side}_elbow"]]):
+            pose[J[f"{side}_shoulder"]] = (0.0, 0.0, sign * ARMS_DOWN)
+    return pose
 
 
-def fit_camera(joints_3d: np.ndarray, joints_2d: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Least-squares weak perspective ``(s, tx, ty)``: x = s X + tx, y = -s Y + ty."""
-    rows, rhs, w = [], [], []
-    for (x3, y3, _), (u, v), wt in zip(joints_3d, joints_2d, weights):
-        rows += [[x3, 1.0, 0.0], [-y3, 0.0, 1.0]]
-        rhs += [u, v]
-        w += [wt, wt]
-    a, b, w = np.asarray(rows), np.asarray(rhs), np.sqrt(np.asarray(w))
-    solution, *_ = np.linalg.lstsq(a * w[:, None], b * w, rcond=None)
-    return solution.astype(np.float32)
+def fit_betas(joints_3d: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """``betas[0]`` whose shaped skeleton best matches the lengths of the long segments that are seen.
 
-
-def fit_betas(targets_3d: np.ndarray, confidence: np.ndarray) -> np.ndarray:
-    """Height coefficient from the ratio of observed to rest bone lengths (visible bones only)."""
-    ratios = []
-    for joint_name, child_name in BONES:
-        j, c = J[joint_name], J[child_name]
-        if confidence[j] >= VISIBLE and confidence[c] >= VISIBLE:
-            rest = np.linalg.norm(REST_JOINTS[c] - REST_JOINTS[j])
-            ratios.append(np.linalg.norm(targets_3d[c] - targets_3d[j]) / rest)
+    Works for any body whose joints are linear in the betas (:func:`skeleton.shaped_rest_joints`):
+    weighted least squares over the segment lengths, on a grid over [-3, 3] then a local refinement.
+    """
     betas = np.zeros(C.NUM_BETAS, np.float32)
-    if len(ratios) >= 3:
-        betas[0] = np.clip((np.median(ratios) - 1.0) / HEIGHT_PER_BETA, -3.0, 3.0)
+    segs = [(J[a], J[b], w) for a, b, w in HEIGHT_SEGMENTS if seen[J[a]] and seen[J[b]]]
+    rest0 = shaped_rest_joints(np.zeros(C.NUM_BETAS, np.float32)).astype(np.float64)
+    if not segs or sum(np.linalg.norm(rest0[b] - rest0[a]) for a, b, _ in segs) < MIN_HEIGHT_EVIDENCE:
+        return betas
+    unit = np.zeros(C.NUM_BETAS, np.float32)
+    unit[0] = 1.0
+    direction = shaped_rest_joints(unit).astype(np.float64) - rest0
+    ia, ib, w = (np.array(x) for x in zip(*segs))
+    observed = np.linalg.norm(joints_3d[ib] - joints_3d[ia], axis=-1)
+
+    def cost(grid: np.ndarray) -> np.ndarray:
+        d = (rest0[ib] - rest0[ia])[None] + grid[:, None, None] * (direction[ib] - direction[ia])[None]
+        return ((np.linalg.norm(d, axis=-1) - observed[None]) ** 2 * w[None]).sum(-1)
+
+    grid = np.linspace(-MAX_ABS_BETA, MAX_ABS_BETA, 121)
+    best = grid[np.argmin(cost(grid))]
+    fine = np.clip(np.linspace(best - 0.05, best + 0.05, 101), -MAX_ABS_BETA, MAX_ABS_BETA)
+    betas[0] = fine[np.argmin(cost(fine))]
     return betas
 
 
-class Reconstructor:
-    """Holds one MediaPipe Pose graph; ``reconstructor(photo)`` -> :class:`SubjectReconstruction`."""
+def fit_pose_closed_form(joints_3d: np.ndarray, seen: np.ndarray, rest: Optional[np.ndarray] = None) -> np.ndarray:
+    """``[24, 3]`` rad whose bone directions match the seen ``joints_3d`` (SMPL axes), joint by joint.
 
-    def __init__(self, resolution: int = C.DEFAULT_RESOLUTION, detection_side: int = 768):
+    ``rest``: the (shaped) rest joints the pose applies to; REST_JOINTS by default.
+    """
+    pose = default_pose(seen)
+    rest = (REST_JOINTS if rest is None else rest).astype(np.float64)
+    glob = np.zeros((C.NUM_JOINTS, 3, 3))
+    for j in range(C.NUM_JOINTS):
+        parent_rot = glob[PARENTS[j]] if PARENTS[j] >= 0 else np.eye(3)
+        # The joint and its children move rigidly with the joint's frame: use the bones from the joint,
+        # and, where the joint itself is seen, the lines between its children too (twist). Without the
+        # joint, the children's short mutual lines (spine3: neck and collars) are too noisy to trust.
+        kids = [c for c in CHILDREN[j] if seen[c]]
+        pairs = [] if not seen[j] else [(j, c) for c in kids] + [
+            (a, b) for i, a in enumerate(kids) for b in kids[i + 1:]]
+        if j == 0 and not seen[j] and seen[J["left_hip"]] and seen[J["right_hip"]]:
+            pairs.append((J["right_hip"], J["left_hip"]))
+        u = [_unit(rest[b] - rest[a]) for a, b in pairs]
+        t = [parent_rot.T @ _unit(joints_3d[b] - joints_3d[a]) for a, b in pairs]
+        w = [float(np.linalg.norm(rest[b] - rest[a])) for a, b in pairs]
+        if j == 0:
+            across = any(a in (J["left_hip"], J["right_hip"]) and b in (J["left_hip"], J["right_hip"]) for a, b in pairs)
+            upward = any(J["spine1"] in (a, b) for a, b in pairs)
+            if not across and seen[J["left_shoulder"]] and seen[J["right_shoulder"]]:
+                # Half-body photo: the shoulder line gives the body's heading.
+                u.append(_unit(rest[J["left_shoulder"]] - rest[J["right_shoulder"]]))
+                t.append(_unit(joints_3d[J["left_shoulder"]] - joints_3d[J["right_shoulder"]]))
+                w.append(0.3)
+                across = True
+            # Priors: upright, facing the camera; they only matter where the photo says nothing.
+            u += [np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])]
+            t += [np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])]
+            w += [1e-4 if upward else 0.3, 1e-4 if across else 0.3]
+            local, _ = _kabsch(np.array(u), np.array(t), np.array(w))
+            pose[j] = matrix_to_axis_angle(local)
+        elif pairs and CHILDREN[j]:
+            local, s = _kabsch(np.array(u), np.array(t), np.array(w))
+            if s[1] < 0.05 * s[0]:  # all bones (nearly) parallel: no twist information, take the swing
+                k = int(np.argmax(w))
+                local = _swing(u[k], t[k])
+            pose[j] = matrix_to_axis_angle(local)
+        glob[j] = parent_rot @ axis_angle_to_matrix(pose[j])
+    return pose
+
+
+def fit_camera(joints_3d: np.ndarray, joints_2d: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted least-squares weak perspective ``(s, tx, ty)``: ``x = s X + tx``, ``y = -s Y + ty``."""
+    sel = weights > 0
+    if sel.sum() < 2:
+        return np.array([1.0, 0.0, 0.0])
+    p3, p2, w = joints_3d[sel].astype(np.float64), joints_2d[sel].astype(np.float64), np.sqrt(weights[sel])
+    a = np.zeros((2 * len(p3), 3))
+    a[0::2, 0], a[0::2, 1] = p3[:, 0], 1.0
+    a[1::2, 0], a[1::2, 2] = -p3[:, 1], 1.0
+    b = p2.reshape(-1)
+    ww = np.repeat(w, 2)
+    cam, *_ = np.linalg.lstsq(a * ww[:, None], b * ww, rcond=None)
+    cam[0] = max(cam[0], 1e-3)
+    return cam
+
+
+def _fk_batch(pose: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """``[B, 24, 3]`` rad -> ``[B, 24, 3]`` joints (same convention as skeleton.forward_kinematics)."""
+    local = axis_angle_to_matrix(pose)
+    glob = [None] * C.NUM_JOINTS
+    joints = [None] * C.NUM_JOINTS
+    for j in range(C.NUM_JOINTS):
+        p = PARENTS[j]
+        if p < 0:
+            glob[j] = local[:, j]
+            joints[j] = np.broadcast_to(rest[j], (pose.shape[0], 3))
+        else:
+            glob[j] = glob[p] @ local[:, j]
+            joints[j] = joints[p] + glob[p] @ (rest[j] - rest[p])
+    return np.stack(joints, axis=1)
+
+
+class _Objective:
+    """Residuals of the refinement for a batch of parameter vectors (active joint rotations + camera)."""
+
+    def __init__(self, joints_3d, joints_2d, confidence, rest, pose_init, camera_scale):
+        seen = confidence >= VISIBLE
+        self.rest = rest
+        self.pose_init = pose_init
+        self.idx2d = np.flatnonzero(seen)
+        self.w2d = np.sqrt(confidence[self.idx2d])[:, None]
+        self.target_2d = joints_2d[self.idx2d]
+        bones = [(int(PARENTS[c]), c) for c in range(1, C.NUM_JOINTS) if seen[c] and seen[PARENTS[c]]]
+        self.bones = np.array(bones, dtype=np.int64).reshape(-1, 2)
+        self.target_dir = _unit(joints_3d[self.bones[:, 1]] - joints_3d[self.bones[:, 0]])
+        lengths = np.linalg.norm(rest[self.bones[:, 1]] - rest[self.bones[:, 0]], axis=-1)
+        # A direction error of a bone counts as the NDC displacement it causes at its child.
+        self.w3d = (np.sqrt(W_DIRECTION) * camera_scale * lengths)[:, None]
+
+    def pose_of(self, params: np.ndarray) -> np.ndarray:
+        pose = np.broadcast_to(self.pose_init, (params.shape[0],) + self.pose_init.shape).copy()
+        pose[:, ACTIVE] = params[:, :3 * len(ACTIVE)].reshape(-1, len(ACTIVE), 3)
+        return pose
+
+    def residuals(self, params: np.ndarray) -> np.ndarray:
+        joints = _fk_batch(self.pose_of(params), self.rest)
+        cam = params[:, -3:]
+        x = cam[:, None, 0] * joints[:, self.idx2d, 0] + cam[:, None, 1]
+        y = -cam[:, None, 0] * joints[:, self.idx2d, 1] + cam[:, None, 2]
+        r2d = (np.stack([x, y], -1) - self.target_2d) * self.w2d
+        direction = _unit(joints[:, self.bones[:, 1]] - joints[:, self.bones[:, 0]])
+        r3d = (direction - self.target_dir) * self.w3d
+        prior = (params[:, :3 * len(ACTIVE)] - self.pose_init[list(ACTIVE)].reshape(-1)) * W_PRIOR
+        b = params.shape[0]
+        return np.concatenate([r2d.reshape(b, -1), r3d.reshape(b, -1), prior], axis=1)
+
+
+def _refine(objective: _Objective, params: np.ndarray, iterations: int) -> np.ndarray:
+    """Levenberg-Marquardt with a forward-difference Jacobian (one batched FK per iteration)."""
+    eps = 1e-6
+    lam = 1e-3
+    r = objective.residuals(params[None])[0]
+    cost = float(r @ r)
+    for _ in range(iterations):
+        probes = params[None] + eps * np.eye(len(params))
+        jac = (objective.residuals(probes) - r[None]).T / eps  # [M, P]
+        jtj, jtr = jac.T @ jac, jac.T @ r
+        improved = False
+        for _ in range(6):
+            step = np.linalg.solve(jtj + lam * (np.diag(np.diag(jtj)) + 1e-9 * np.eye(len(params))), -jtr)
+            candidate = params + step
+            r_new = objective.residuals(candidate[None])[0]
+            cost_new = float(r_new @ r_new)
+            if np.isfinite(cost_new) and cost_new < cost:
+                params, r, improved = candidate, r_new, cost - cost_new > 1e-12 * max(cost, 1e-12)
+                cost = cost_new
+                lam = max(lam / 3, 1e-7)
+                break
+            lam *= 4
+        if not improved:
+            break
+    return params
+
+
+def _rms(joints: np.ndarray, camera: np.ndarray, joints_2d: np.ndarray, seen: np.ndarray) -> float:
+    if not seen.any():
+        return float("nan")
+    d = project(joints[seen], camera) - joints_2d[seen]
+    return float(np.sqrt((d ** 2).sum(-1).mean()))
+
+
+def fit_body(joints_3d: np.ndarray, joints_2d: np.ndarray, confidence: np.ndarray,
+             refine_iterations: int = REFINE_ITERATIONS) -> BodyFit:
+    """Fit shape, pose and camera to SMPL-ordered observations.
+
+    ``joints_3d``: ``[24, 3]`` metres in SMPL axes (any origin); ``joints_2d``: ``[24, 2]`` NDC;
+    ``confidence``: ``[24]``; joints below :data:`VISIBLE` are ignored.
+    """
+    joints_3d = np.asarray(joints_3d, np.float64)
+    joints_2d = np.asarray(joints_2d, np.float64)
+    confidence = np.nan_to_num(np.asarray(confidence, np.float64), nan=0.0)
+    finite = np.isfinite(joints_3d).all(-1) & np.isfinite(joints_2d).all(-1)
+    confidence = np.where(finite, confidence, 0.0)
+    joints_3d, joints_2d = np.nan_to_num(joints_3d), np.nan_to_num(joints_2d)
+    seen = confidence >= VISIBLE
+
+    betas = fit_betas(joints_3d, seen)
+    rest = shaped_rest_joints(betas).astype(np.float64)
+    pose0 = fit_pose_closed_form(joints_3d, seen, rest)
+    joints0 = _fk_batch(pose0[None], rest)[0]
+    camera0 = fit_camera(joints0, joints_2d, np.where(seen, confidence, 0.0))
+    rms0 = _rms(joints0, camera0, joints_2d, seen)
+
+    pose, camera = pose0, camera0
+    if refine_iterations > 0 and seen.sum() >= 2:
+        objective = _Objective(joints_3d, joints_2d, confidence, rest, pose0, camera0[0])
+        params = np.concatenate([pose0[list(ACTIVE)].reshape(-1), camera0])
+        params = _refine(objective, params, refine_iterations)
+        refined_pose = objective.pose_of(params[None])[0]
+        if np.isfinite(params).all() and params[-3] > 0:
+            pose, camera = refined_pose, params[-3:]
+    joints = _fk_batch(pose[None], rest)[0]
+    return BodyFit(
+        pose=pose.astype(np.float32), betas=betas, camera=camera.astype(np.float32), joints=joints.astype(np.float32),
+        rms_ndc=_rms(joints, camera, joints_2d, seen), rms_ndc_closed_form=rms0)
+
+
+# --------------------------------------------------------------------------------------- the stage
+
+
+class Reconstructor:
+    """Holds one MediaPipe Pose graph; ``reconstructor(photo)`` -> :class:`SubjectReconstruction`.
+
+    Reusable; calls from several threads are serialised around the MediaPipe graph (which is
+    not re-entrant) and run the rest concurrently.
+    """
+
+    def __init__(self, resolution: int = C.DEFAULT_RESOLUTION, detection_side: int = 1024):
         import mediapipe as mp
 
-        self.resolution = resolution
-        self.detection_side = detection_side
-        self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True,
-                                            min_detection_confidence=0.5)
+        self.resolution = int(resolution)
+        self.detection_side = int(detection_side)
+        self._pose = mp.solutions.pose.Pose(
+            static_image_mode=True, model_complexity=1, enable_segmentation=True, min_detection_confidence=0.5)
         self._lock = threading.Lock()
+        self._closed = False
 
     def close(self) -> None:
-        self._pose.close()
+        with self._lock:
+            if not self._closed:
+                self._pose.close()
+                self._closed = True
 
-    def __call__(self, photo: np.ndarray) -> SubjectReconstruction:
-        check_photo(photo)
-        n = self.resolution
+    def __enter__(self) -> "Reconstructor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _detect(self, photo: np.ndarray):
         h, w = photo.shape[:2]
-        detect = photo
+        image = photo
         if max(h, w) > self.detection_side:
             f = self.detection_side / max(h, w)
-            detect = cv2.resize(photo, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
+            image = cv2.resize(photo, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+        image = np.ascontiguousarray(image)
         with self._lock:
-            result = self._pose.process(np.ascontiguousarray(detect))
+            if self._closed:
+                raise RuntimeError("this Reconstructor is closed")
+            result = self._pose.process(image)
         if result.pose_landmarks is None or result.pose_world_landmarks is None:
             raise NoPersonError("no person found in the photo")
-
-        lm = result.pose_landmarks.landmark
-        visibility = np.asarray([p.visibility for p in lm])
-        xy = np.asarray([[p.x * w, p.y * h] for p in lm])  # photo pixels
-        confident = (visibility >= VISIBLE) & (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
-        if confident.sum() < 4:
-            raise NoPersonError("no person found in the photo (too few body landmarks visible)")
-        extent = np.ptp(xy[confident, 1])
-        if extent < MIN_PERSON_HEIGHT * h:
-            raise NoPersonError(f"the person is too small: {extent:.0f} px of a {h} px photo; "
-                                f"at least {MIN_PERSON_HEIGHT:.0%} of the height is needed")
-        visibility = np.where(confident, visibility, 0.0)
-
-        scale, left, top = C.letterbox_geometry(h, w, n)
-        image_ndc = np.stack([(xy[:, 0] * scale + left) * 2 / n - 1, (xy[:, 1] * scale + top) * 2 / n - 1], -1)
-        world = np.asarray([[p.x, -p.y, -p.z] for p in result.pose_world_landmarks.landmark])  # to SMPL axes
-        targets_3d, targets_2d, confidence = smpl_targets(world, image_ndc, visibility)
-
-        pose = fit_pose(targets_3d, confidence)
-        betas = fit_betas(targets_3d, confidence)
-        joints, _ = forward_kinematics(pose, shaped_rest_joints(betas))
-        weights = np.where(confidence >= VISIBLE, 1.0, 0.0)
-        camera = fit_camera(joints, targets_2d, weights)
-        residual = (project(joints, camera) - targets_2d)[weights > 0] * n / 2
-        rms = float(np.sqrt((residual ** 2).sum(-1).mean())) if residual.size else float("nan")
-
+        image_lm = np.array([[p.x, p.y, p.visibility] for p in result.pose_landmarks.landmark], np.float64)
+        world_lm = np.array([[p.x, p.y, p.z] for p in result.pose_world_landmarks.landmark], np.float64)
         mask = result.segmentation_mask
+        return image_lm, world_lm, (None if mask is None else np.asarray(mask, np.float32))
+
+    def __call__(self, photo: np.ndarray, resolution: Optional[int] = None) -> SubjectReconstruction:
+        check_photo(photo)
+        n = int(resolution or self.resolution)
+        h, w = photo.shape[:2]
+        image_lm, world_lm, mask = self._detect(photo)
         if mask is None:
-            raise NoPersonError("the person segmentation came back empty")
-        mask = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        source = letterbox(photo, n).astype(np.float32) / 255.0
-        return SubjectReconstruction(
-            source_image=np.ascontiguousarray(source.transpose(2, 0, 1)),
-            person_mask=np.clip(letterbox(mask, n, fill=0), 0, 1)[None].astype(np.float32),
-            betas=betas,
-            source_pose=pose,
-            camera=camera,
-            person_count=np.asarray([1], np.int32),
-            joints_2d=np.where(confidence[:, None] >= VISIBLE, targets_2d, np.nan).astype(np.float32),
-            joint_confidence=confidence.astype(np.float32),
-            reprojection_px=rms,
+            raise NoPersonError("no person found in the photo (the segmentation came back empty)")
+
+        xy, visibility = image_lm[:, :2], image_lm[:, 2]
+        inside = (xy >= 0).all(-1) & (xy <= 1).all(-1)
+        visibility = np.where(inside & np.isfinite(xy).all(-1), np.nan_to_num(visibility), 0.0)
+        landmarks_ndc = photo_to_ndc(xy, h, w, n)
+        check_person_size(landmarks_ndc, visibility)
+        # MediaPipe world: x image-right, y down, z away from the camera -> SMPL: +Y up, +Z towards it.
+        world = world_lm * np.array([1.0, -1.0, -1.0])
+        joints_3d, confidence = landmarks_to_joints(world, visibility)
+        joints_2d, _ = landmarks_to_joints(landmarks_ndc, visibility)
+        seen = confidence >= VISIBLE
+        if not ((seen[J["left_shoulder"]] and seen[J["right_shoulder"]]) or (seen[J["left_hip"]] and seen[J["right_hip"]])):
+            raise NoPersonError("the body is not visible enough: the photo must show both shoulders or both hips")
+
+        fit = fit_body(joints_3d, joints_2d, confidence)
+        source = letterbox(photo, n).astype(np.float32) * np.float32(1 / 255)
+        person_mask = letterbox(np.clip(np.nan_to_num(mask), 0.0, 1.0), n, fill=0.0)
+        out = SubjectReconstruction(
+            source_image=np.ascontiguousarray(source.transpose(2, 0, 1), dtype=np.float32),
+            person_mask=np.ascontiguousarray(person_mask[None], dtype=np.float32),
+            betas=fit.betas.astype(np.float32),
+            source_pose=fit.pose.astype(np.float32),
+            camera=fit.camera.astype(np.float32),
+            person_count=np.ones(1, np.int32),
+            joints_2d=np.nan_to_num(joints_2d).astype(np.float32),
+            joint_confidence=np.clip(confidence, 0.0, 1.0).astype(np.float32),
+            reprojection_px=fit.rms_ndc * n / 2.0,
         )
+        for spec in C.SUBJECT_RECONSTRUCTION.outputs:
+            value = getattr(out, spec.name)
+            assert value.dtype == spec.dtype and value.shape == spec.concrete_shape(n), spec.name
+            if not np.isfinite(value).all():  # never hand garbage downstream
+                raise NoPersonError(f"the body fit failed on this photo ({spec.name} is not finite)")
+        return out
+
+
+_shared: Optional[Reconstructor] = None
+_shared_lock = threading.Lock()
 
 
 def reconstruct(photo: np.ndarray, resolution: int = C.DEFAULT_RESOLUTION,
                 reconstructor: Optional[Reconstructor] = None) -> SubjectReconstruction:
-    own = reconstructor is None
-    reconstructor = reconstructor or Reconstructor(resolution)
-    try:
-        return reconstructor(photo)
-    finally:
-        if own:
-            reconstructor.close()
+    """One photo -> :class:`SubjectReconstruction` at ``resolution``; reuses one process-wide MediaPipe graph."""
+    global _shared
+    if reconstructor is None:
+        with _shared_lock:
+            if _shared is None:
+                _shared = Reconstructor(resolution)
+            reconstructor = _shared
+    return reconstructor(photo, resolution)
+
+
+__all__: Sequence[str] = (
+    "SubjectReconstruction", "BodyFit", "Reconstructor", "reconstruct", "fit_body", "check_photo", "letterbox",
+    "landmarks_to_joints", "photo_to_ndc", "LANDMARK_TO_JOINT", "VISIBLE",
+)

@@ -87,3 +87,31 @@ def test_grow_labels_keeps_labels_and_respects_the_allowed_region():
     grown = grow_labels(labels, 8, steps=2, allowed=allowed)[0, 0]
     assert grown[4, 2:7].tolist() == [3] * 5
     assert grown[4, 1] == 0 and grown[3, 4] == 0
+
+
+def test_tensor_geometry_matches_the_exact_mesh_rasteriser():
+    """The per-frame stand-in surface vs the open body's mesh drawn by the plain z-buffer.
+
+    Measured on these poses: silhouette IoU 0.82, part agreement 0.88 (the
+    capsules are thinner at the hips and rounder at the head than the mesh).
+    """
+    from bodydance.body import BodyModel, load_open_body_arrays
+    from bodydance.reference_render import part_image, rasterize
+    from bodydance_client.templates import load_bundled
+
+    body, arrays = BodyModel.open_body(), load_open_body_arrays()
+    template = load_bundled("wave")
+    geometry = CorrespondenceGeometry(N)
+    for frame in (0, 45, 90):
+        pose = torch.from_numpy(template.poses[frame][None])
+        shift = torch.from_numpy(template.translations[frame][None])
+        with torch.no_grad():
+            vertices, _ = body(torch.zeros(1, 10), pose, shift)
+            _, _, parts = geometry(torch.zeros(1, 10), torch.zeros(1, 24, 3), CAMERA, pose, shift)
+        exact = part_image(rasterize(vertices[0].numpy(), arrays["faces"], CAMERA[0].numpy(), N),
+                           arrays["faces"], arrays["part_labels"])
+        ours = parts[0, 0].numpy()
+        both = (exact > 0) & (ours > 0)
+        iou = both.sum() / ((exact > 0) | (ours > 0)).sum()
+        assert iou > 0.75, f"frame {frame}: silhouette IoU {iou:.3f}"
+        assert (exact[both] == ours[both]).mean() > 0.8, f"frame {frame}: part agreement"

