@@ -15,21 +15,24 @@ Pipeline
    landmarks are mapped through the letterbox into NDC; the segmentation is
    letterboxed the same way (bars = 0) into ``person_mask``.
 4. The 33 landmarks become the 24 SMPL joints through one fixed linear map
-   (:data:`LANDMARK_TO_JOINT`), used for the 3D and the 2D landmarks alike;
-   spine, pelvis, neck and collar joints are placed along the torso at the
-   heights the rest skeleton has them. A joint's confidence is the lowest
-   visibility among the landmarks it is made of; landmarks outside the photo
-   count as unseen. Joints below :data:`VISIBLE` never drive the fit.
-5. :func:`fit_body` fits the SMPL-format skeleton: the height coefficient
-   ``betas[0]`` from observed over rest bone lengths; the pose joint by joint
-   down the kinematic tree (each joint the rotation that takes its rest bones,
-   in its parent's posed frame, onto the observed bone directions: a swing for
-   one bone, weighted Kabsch for several); the global orientation from the hip
-   line and the spine, or, on half-body photos, the shoulder line and an
-   upright prior; the weak-perspective camera by linear least squares; then a
-   few Levenberg-Marquardt steps on 2D reprojection + 3D bone directions +
-   a pull towards the closed-form pose. Unseen joints keep a plausible default:
-   legs straight (rest), arms hanging by the sides.
+   (:data:`LANDMARK_TO_JOINT`), used for the 3D and the 2D landmarks alike:
+   pelvis, spine, neck and collars are placed along the torso at the heights
+   and widths the rest skeleton has them, hands between index and pinky, feet
+   mostly at the toes. A joint's confidence is the lowest visibility among the
+   landmarks it is made of; landmarks outside the photo count as unseen, and
+   the three spine joints always do (MediaPipe does not see the spine's curve).
+   Joints below :data:`VISIBLE` never drive the fit.
+5. :func:`fit_body` fits the SMPL-format skeleton: ``betas[0]`` so that the
+   shaped skeleton's long bones match the observed lengths; the pose joint by
+   joint down the kinematic tree (each joint the rotation that takes its rest
+   bones, in its parent's posed frame, onto the observed bone directions: a
+   swing for one bone, weighted Kabsch for several); the root from the hip
+   line and the torso axis (on half-body photos: the shoulder line and an
+   upright prior), the spine sharing the turn to the shoulder frame; the
+   weak-perspective camera by linear least squares; then a few
+   Levenberg-Marquardt steps on 2D reprojection + 3D bone directions + a pull
+   towards the closed-form pose. Unseen joints keep a plausible default: legs
+   straight (rest), arms hanging by the sides.
 
 Limitations: MediaPipe Pose follows one person, so ``person_count`` is 1
 whenever a person is found (in a group photo the most prominent one is used).
@@ -48,7 +51,7 @@ import cv2
 import numpy as np
 
 from bodydance.skeleton import (
-    PARENTS, REST_JOINTS, axis_angle_to_matrix, forward_kinematics, matrix_to_axis_angle, project,
+    PARENTS, REST_JOINTS, axis_angle_to_matrix, matrix_to_axis_angle, project,
     shaped_rest_joints,
 )
 from bodydance_client import contract as C
@@ -73,7 +76,7 @@ MAX_ABS_BETA = 3.0
 # Refinement weights. Residuals are NDC (2D) or NDC-equivalent displacements (3D), so the fit
 # does not depend on the working resolution.
 W_DIRECTION = 0.5  # 3D bone direction (keeps the depth MediaPipe saw) against 2D reprojection
-W_PRIOR = 0.01  # NDC per radian away from the closed-form pose (fixes twists and unseen joints)
+W_PRIOR = 0.05  # NDC per radian away from the closed-form pose (fixes twists and unseen joints)
 REFINE_ITERATIONS = 12
 
 # Joints whose rotation moves another joint (the rest are leaves: head, hands, feet).
@@ -87,6 +90,9 @@ HEIGHT_SEGMENTS = (
     ("left_shoulder", "left_elbow", 1.0), ("left_elbow", "left_wrist", 1.0),
     ("right_shoulder", "right_elbow", 1.0), ("right_elbow", "right_wrist", 1.0),
 )
+# Lines that are not bones but whose 3D direction the refinement keeps (torso axis, hip and shoulder lines).
+FRAME_SEGMENTS = ((J["pelvis"], J["neck"]), (J["right_hip"], J["left_hip"]), (J["right_shoulder"], J["left_shoulder"]))
+SPINE = (J["spine1"], J["spine2"], J["spine3"])
 MIN_HEIGHT_EVIDENCE = 0.4  # metres of rest segment length needed before betas[0] moves
 
 
@@ -200,10 +206,15 @@ def photo_to_ndc(xy_norm: np.ndarray, h: int, w: int, resolution: int) -> np.nda
 
 
 def landmarks_to_joints(points: np.ndarray, visibility: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """``[33, D]`` landmarks + ``[33]`` visibility -> ``[24, D]`` SMPL joints + ``[24]`` confidence."""
+    """``[33, D]`` landmarks + ``[33]`` visibility -> ``[24, D]`` SMPL joints + ``[24]`` confidence.
+
+    The spine joints are placed on the straight line from mid-hip to mid-shoulder (for display) but
+    get confidence 0: MediaPipe does not see the spine's curve, so they must not drive the fit.
+    """
     joints = LANDMARK_TO_JOINT @ points
     used = LANDMARK_TO_JOINT > 0
     confidence = np.where(used, visibility[None, :], np.inf).min(axis=1)
+    confidence[list(SPINE)] = 0.0
     return joints, confidence
 
 
@@ -282,42 +293,75 @@ def fit_betas(joints_3d: np.ndarray, seen: np.ndarray) -> np.ndarray:
     return betas
 
 
+UP, ACROSS = np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])
+
+
+def _torso_pairs(joints_3d: np.ndarray, seen: np.ndarray, rest: np.ndarray, lower: bool):
+    """Global direction pairs (rest unit, observed unit, weight) of the lower (hips) or upper (shoulders) torso.
+
+    Both use the torso axis pelvis -> neck; with the line between the hips or the shoulders it fixes
+    the frame. Where a line is missing, upright / facing-the-camera priors take its place; where it
+    is there, they only break ties (weight 1e-4).
+    """
+    u, t, w = [], [], []
+
+    def add(a: int, b: int, weight: float) -> bool:
+        if seen[a] and seen[b]:
+            u.append(_unit(rest[b] - rest[a]))
+            t.append(_unit(joints_3d[b] - joints_3d[a]))
+            w.append(weight)
+            return True
+        return False
+
+    upward = add(J["pelvis"], J["neck"], 1.0)
+    line = ("left_hip", "right_hip") if lower else ("left_shoulder", "right_shoulder")
+    across = add(J[line[1]], J[line[0]], 1.0)
+    if lower and not across:  # half-body photo: the shoulder line gives the heading
+        across = add(J["right_shoulder"], J["left_shoulder"], 0.5)
+    u += [UP, ACROSS]
+    t += [UP, ACROSS]
+    w += [1e-4 if upward else 0.3, 1e-4 if across else 0.3]
+    return np.array(u), np.array(t), np.array(w)
+
+
 def fit_pose_closed_form(joints_3d: np.ndarray, seen: np.ndarray, rest: Optional[np.ndarray] = None) -> np.ndarray:
     """``[24, 3]`` rad whose bone directions match the seen ``joints_3d`` (SMPL axes), joint by joint.
 
-    ``rest``: the (shaped) rest joints the pose applies to; REST_JOINTS by default.
+    ``rest``: the (shaped) rest joints the pose applies to; REST_JOINTS by default. Each joint gets
+    the rotation that takes its rest bones (to its children), in its parent's posed frame, onto the
+    observed ones: a swing for one bone, weighted Kabsch for several. Where the spine joints are not
+    observed (MediaPipe has no spine landmarks) the root takes the lower-torso frame and the three
+    spine joints share equally the turn from it to the upper-torso frame (shoulder line + torso axis).
     """
     pose = default_pose(seen)
     rest = (REST_JOINTS if rest is None else rest).astype(np.float64)
     glob = np.zeros((C.NUM_JOINTS, 3, 3))
+    spine_share = None
     for j in range(C.NUM_JOINTS):
         parent_rot = glob[PARENTS[j]] if PARENTS[j] >= 0 else np.eye(3)
-        # The joint and its children move rigidly with the joint's frame: use the bones from the joint,
-        # and, where the joint itself is seen, the lines between its children too (twist). Without the
-        # joint, the children's short mutual lines (spine3: neck and collars) are too noisy to trust.
+        # The joint and its children move rigidly with the joint's frame: use the bones from the joint
+        # and, where the joint itself is seen, the lines between its children too (twist).
         kids = [c for c in CHILDREN[j] if seen[c]]
         pairs = [] if not seen[j] else [(j, c) for c in kids] + [
             (a, b) for i, a in enumerate(kids) for b in kids[i + 1:]]
-        if j == 0 and not seen[j] and seen[J["left_hip"]] and seen[J["right_hip"]]:
-            pairs.append((J["right_hip"], J["left_hip"]))
         u = [_unit(rest[b] - rest[a]) for a, b in pairs]
         t = [parent_rot.T @ _unit(joints_3d[b] - joints_3d[a]) for a, b in pairs]
         w = [float(np.linalg.norm(rest[b] - rest[a])) for a, b in pairs]
         if j == 0:
-            across = any(a in (J["left_hip"], J["right_hip"]) and b in (J["left_hip"], J["right_hip"]) for a, b in pairs)
-            upward = any(J["spine1"] in (a, b) for a, b in pairs)
-            if not across and seen[J["left_shoulder"]] and seen[J["right_shoulder"]]:
-                # Half-body photo: the shoulder line gives the body's heading.
-                u.append(_unit(rest[J["left_shoulder"]] - rest[J["right_shoulder"]]))
-                t.append(_unit(joints_3d[J["left_shoulder"]] - joints_3d[J["right_shoulder"]]))
-                w.append(0.3)
-                across = True
-            # Priors: upright, facing the camera; they only matter where the photo says nothing.
-            u += [np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])]
-            t += [np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])]
-            w += [1e-4 if upward else 0.3, 1e-4 if across else 0.3]
-            local, _ = _kabsch(np.array(u), np.array(t), np.array(w))
+            if seen[list(SPINE)].all():
+                u, t, w = u + [UP, ACROSS], t + [UP, ACROSS], w + [1e-4, 1e-4]
+                local, _ = _kabsch(np.array(u), np.array(t), np.array(w))
+            else:
+                lu, lt, lw = _torso_pairs(joints_3d, seen, rest, lower=True)
+                local, _ = _kabsch(np.concatenate([np.array(u).reshape(-1, 3), lu]),
+                                   np.concatenate([np.array(t).reshape(-1, 3), lt]), np.concatenate([w, lw]))
+                if seen[J["left_shoulder"]] and seen[J["right_shoulder"]]:
+                    upper, _ = _kabsch(*_torso_pairs(joints_3d, seen, rest, lower=False))
+                    spine_share = matrix_to_axis_angle(local.T @ upper) / len(SPINE)
             pose[j] = matrix_to_axis_angle(local)
+        elif j in SPINE and not seen[j]:
+            if spine_share is not None:
+                pose[j] = spine_share
         elif pairs and CHILDREN[j]:
             local, s = _kabsch(np.array(u), np.array(t), np.array(w))
             if s[1] < 0.05 * s[0]:  # all bones (nearly) parallel: no twist information, take the swing
@@ -370,7 +414,8 @@ class _Objective:
         self.idx2d = np.flatnonzero(seen)
         self.w2d = np.sqrt(confidence[self.idx2d])[:, None]
         self.target_2d = joints_2d[self.idx2d]
-        bones = [(int(PARENTS[c]), c) for c in range(1, C.NUM_JOINTS) if seen[c] and seen[PARENTS[c]]]
+        bones = [(int(PARENTS[c]), c) for c in range(1, C.NUM_JOINTS)] + list(FRAME_SEGMENTS)
+        bones = [(a, b) for a, b in bones if seen[a] and seen[b]]
         self.bones = np.array(bones, dtype=np.int64).reshape(-1, 2)
         self.target_dir = _unit(joints_3d[self.bones[:, 1]] - joints_3d[self.bones[:, 0]])
         lengths = np.linalg.norm(rest[self.bones[:, 1]] - rest[self.bones[:, 0]], axis=-1)
@@ -533,7 +578,8 @@ class Reconstructor:
         joints_3d, confidence = landmarks_to_joints(world, visibility)
         joints_2d, _ = landmarks_to_joints(landmarks_ndc, visibility)
         seen = confidence >= VISIBLE
-        if not ((seen[J["left_shoulder"]] and seen[J["right_shoulder"]]) or (seen[J["left_hip"]] and seen[J["right_hip"]])):
+        shoulders = seen[J["left_shoulder"]] and seen[J["right_shoulder"]]
+        if not (shoulders or (seen[J["left_hip"]] and seen[J["right_hip"]])):
             raise NoPersonError("the body is not visible enough: the photo must show both shoulders or both hips")
 
         fit = fit_body(joints_3d, joints_2d, confidence)

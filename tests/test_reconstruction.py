@@ -1,0 +1,302 @@
+"""Stage 1 subject side: photo checks, MediaPipe landmarks -> SMPL-format fit, real photos from packages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bodydance import reconstruction as R
+from bodydance.skeleton import REST_JOINTS, forward_kinematics, project, shaped_rest_joints
+from bodydance_client import contract as C
+from bodydance_client.errors import BadImageError, NoPersonError
+
+LEGS = [R.J[n] for n in ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")]
+UPPER = [R.J[n] for n in ("neck", "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
+                          "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hand", "right_hand")]
+
+# A full-body photo that ships inside a PyPI wheel: ultralytics' bus.jpg (people standing in a street).
+FULL_BODY_WHEEL = "ultralytics==8.4.190"
+FULL_BODY_MEMBER = "ultralytics/assets/bus.jpg"
+
+
+@pytest.fixture(scope="module")
+def reconstructor():
+    with R.Reconstructor(resolution=256) as rec:
+        yield rec
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def full_body_photo() -> np.ndarray:
+    """bus.jpg from the ultralytics wheel: installed package, cached copy, or `pip download` of the wheel."""
+    try:
+        import ultralytics  # noqa: F401  (only if someone installed it anyway)
+
+        path = Path(ultralytics.__file__).parent / "assets" / "bus.jpg"
+    except ImportError:
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bodydance" / "test_photos"
+        path = cache / "bus.jpg"
+        if not path.exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            try:
+                subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache),
+                                FULL_BODY_WHEEL], check=True, timeout=180, capture_output=True)
+                wheel = next(cache.glob("ultralytics-*.whl"))
+                with zipfile.ZipFile(wheel) as z:
+                    path.write_bytes(z.read(FULL_BODY_MEMBER))
+                wheel.unlink()
+            except (subprocess.SubprocessError, StopIteration, KeyError, OSError) as err:
+                pytest.skip(f"the full-body test photo is not available offline ({err})")
+    bgr = cv2.imread(str(path))
+    assert bgr is not None, path
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _check_contract(out: R.SubjectReconstruction, n: int) -> None:
+    for spec in C.SUBJECT_RECONSTRUCTION.outputs:
+        value = getattr(out, spec.name)
+        assert value.dtype == spec.dtype, spec.name
+        assert value.shape == spec.concrete_shape(n), spec.name
+        assert np.isfinite(value).all(), spec.name
+    assert out.person_count.tolist() == [1]
+    assert 0.0 <= out.source_image.min() and out.source_image.max() <= 1.0
+    assert 0.0 <= out.person_mask.min() and out.person_mask.max() <= 1.0
+    assert np.abs(out.betas).max() <= R.MAX_ABS_BETA
+    assert out.joints_2d.shape == (24, 2) and np.isfinite(out.joints_2d).all()
+    assert out.joint_confidence.shape == (24,) and np.isfinite(out.reprojection_px)
+
+
+def _hull_mean(mask: np.ndarray, points_ndc: np.ndarray) -> float:
+    n = mask.shape[-1]
+    hull = cv2.convexHull(((points_ndc + 1) * n / 2).astype(np.float32)).astype(np.int32)
+    region = np.zeros((n, n), np.uint8)
+    cv2.fillConvexPoly(region, hull, 1)
+    assert region.sum() > 0.01 * n * n
+    return float(mask[region > 0].mean())
+
+
+def _fitted_2d(out: R.SubjectReconstruction) -> np.ndarray:
+    joints, _ = forward_kinematics(out.source_pose, shaped_rest_joints(out.betas))
+    return project(joints, out.camera)
+
+
+# --------------------------------------------------------------------------------------- input checks
+
+
+@pytest.mark.parametrize("photo, words", [
+    (np.zeros((64, 64, 3), np.float32), "uint8"),
+    (np.zeros((64, 64), np.uint8), "H x W x 3"),
+    (np.zeros((64, 64, 4), np.uint8), "H x W x 3"),
+    (np.zeros((8, 64, 3), np.uint8), "each side"),
+    (np.zeros((C.MAX_PHOTO_SIDE + 1, 32, 3), np.uint8), "each side"),
+    ([[0, 0, 0]], "numpy array"),
+])
+def test_bad_photos_are_refused_with_a_precise_message(reconstructor, photo, words):
+    with pytest.raises(BadImageError, match=words):
+        reconstructor(photo)
+
+
+@pytest.mark.parametrize("photo", [
+    np.full((300, 400, 3), 128, np.uint8),
+    np.zeros((64, 64, 3), np.uint8),
+    np.random.default_rng(0).integers(0, 256, (256, 256, 3)).astype(np.uint8),
+])
+def test_photos_without_a_person_raise_no_person(reconstructor, photo):
+    with pytest.raises(NoPersonError, match="no person"):
+        reconstructor(photo)
+
+
+def test_too_small_a_person_is_refused():
+    confidence = np.ones(33)
+    small = np.random.default_rng(1).uniform(0.0, 0.1, (33, 2))  # 5 % of the square
+    with pytest.raises(NoPersonError, match="too small"):
+        R.check_person_size(small, confidence)
+    R.check_person_size(small * 3, confidence)  # 15 %: fine
+    with pytest.raises(NoPersonError, match="no person"):
+        R.check_person_size(small * 3, np.where(np.arange(33) < 3, 1.0, 0.1))
+
+
+def test_landmarks_map_through_the_same_letterbox_as_the_image():
+    h, w, n = 90, 160, 64
+    photo = np.zeros((h, w, 3), np.uint8)
+    photo[30:36, 120:126] = 255  # a bright 6x6 square centred at (123, 33) px
+    boxed = R.letterbox(photo, n, fill=0)[..., 0].astype(np.float64)
+    ys, xs = np.mgrid[0:n, 0:n]
+    centre_px = np.array([(xs * boxed).sum(), (ys * boxed).sum()]) / boxed.sum()
+    centre_ndc = (centre_px + 0.5) * 2 / n - 1  # pixel centres at (2i + 1) / N - 1
+    expected = R.photo_to_ndc(np.array([123 / w, 33 / h]), h, w, n)
+    assert np.allclose(centre_ndc, expected, atol=1.0 / n)
+
+
+# --------------------------------------------------------------------------------------- fitting
+
+
+def _synthetic(seed: int, upright: bool = False):
+    rng = np.random.default_rng(seed)
+    pose = rng.normal(0.0, 0.3, (24, 3))
+    pose[0] = (rng.uniform(-0.3, 0.3), rng.uniform(-1.2, 1.2), rng.uniform(-0.2, 0.2))
+    if upright:
+        pose[[0, 3, 6, 9]] = 0.0
+        pose[0, 1] = rng.uniform(-0.8, 0.8)
+    betas = np.zeros(10)
+    betas[0] = rng.uniform(-1.5, 1.5)
+    camera = np.array([rng.uniform(0.8, 2.0), rng.uniform(-0.3, 0.3), rng.uniform(-0.3, 0.3)])
+    joints, _ = forward_kinematics(pose.astype(np.float32), shaped_rest_joints(betas))
+    joints = joints.astype(np.float64)
+    return pose, betas, camera, joints, project(joints, camera)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fit_recovers_a_known_pose_shape_and_camera(seed):
+    _, betas, camera, joints, joints_2d = _synthetic(seed)
+    # MediaPipe's world landmarks are hip-centred: the fit must not care about the origin.
+    fit = R.fit_body(joints - joints[0] + [0.2, -0.1, 0.3], joints_2d, np.ones(24))
+    assert np.linalg.norm(fit.joints - joints, axis=-1).max() < 0.01  # metres
+    assert abs(fit.camera[0] / camera[0] - 1) < 0.01
+    assert np.abs(fit.camera[1:] - camera[1:]).max() < 0.01
+    assert abs(fit.betas[0] - betas[0]) < 0.1 and not fit.betas[1:].any()
+    assert fit.rms_ndc < 1e-3
+
+
+def test_refinement_reduces_the_reprojection_error_of_noisy_3d():
+    gains = []
+    for seed in range(3):
+        _, _, _, joints, joints_2d = _synthetic(seed)
+        noisy = joints + np.random.default_rng(seed).normal(0.0, 0.03, joints.shape)  # 3 cm landmark noise
+        fit = R.fit_body(noisy, joints_2d, np.ones(24))
+        assert np.isfinite(fit.rms_ndc_closed_form) and fit.rms_ndc < fit.rms_ndc_closed_form
+        gains.append(fit.rms_ndc / fit.rms_ndc_closed_form)
+    assert np.mean(gains) < 0.7
+
+
+def test_unseen_joints_keep_the_default_whatever_their_landmarks_say():
+    _, _, camera, joints, joints_2d = _synthetic(7, upright=True)
+    confidence = np.ones(24)
+    hidden = LEGS + [R.J[n] for n in ("pelvis", "spine1", "spine2", "spine3", "left_foot", "right_foot")]
+    confidence[hidden] = np.random.default_rng(0).uniform(0.0, 0.49, len(hidden))
+    garbage_3d, garbage_2d = joints.copy(), joints_2d.copy()
+    garbage_3d[hidden] = np.random.default_rng(1).normal(0.0, 5.0, (len(hidden), 3))
+    garbage_2d[hidden] = np.nan
+    fit = R.fit_body(garbage_3d, garbage_2d, confidence)
+    assert np.isfinite(fit.pose).all() and np.isfinite(fit.camera).all()
+    assert np.abs(fit.pose[LEGS]).max() < 1e-3  # legs straight, as at rest
+    assert abs(fit.camera[0] / camera[0] - 1) < 0.05
+    seen = confidence >= R.VISIBLE
+    assert np.abs(project(fit.joints, fit.camera) - joints_2d)[seen].max() < 0.02  # NDC
+    # The legs hang below the pelvis in the image (y down).
+    fitted_2d = project(fit.joints, fit.camera)
+    assert (fitted_2d[[R.J["left_ankle"], R.J["right_ankle"]], 1] > fitted_2d[R.J["pelvis"], 1] + 0.5 * camera[0]).all()
+
+
+def test_a_rest_body_seen_through_the_landmark_map_fits_near_rest():
+    rest = REST_JOINTS.astype(np.float64)
+    lm = np.zeros((33, 3))
+    direct = ("hip", "shoulder", "elbow", "wrist", "knee", "ankle")
+    for side in ("left", "right"):
+        for part in direct:
+            lm[R.LANDMARKS[f"{side}_{part}"]] = rest[R.J[f"{side}_{part}"]]
+        hand, foot = rest[R.J[f"{side}_hand"]], rest[R.J[f"{side}_foot"]]
+        lm[R.LANDMARKS[f"{side}_index"]], lm[R.LANDMARKS[f"{side}_pinky"]] = hand + [0, 0, 0.02], hand - [0, 0, 0.02]
+        d = np.array([0.0, 0.02, 0.16])
+        lm[R.LANDMARKS[f"{side}_foot_index"]], lm[R.LANDMARKS[f"{side}_heel"]] = foot + 0.25 * d, foot - 0.75 * d
+    sign = {"left": 1.0, "right": -1.0}
+    for side in ("left", "right"):
+        lm[R.LANDMARKS[f"{side}_ear"]] = rest[R.J["head"]] + [sign[side] * 0.07, 0.0, 0.0]
+    joints_3d, confidence = R.landmarks_to_joints(lm, np.ones(33))
+    assert (confidence[list(R.SPINE)] == 0).all() and (np.delete(confidence, list(R.SPINE)) == 1).all()
+    fit = R.fit_body(joints_3d, joints_3d[:, :2] * [1, -1], confidence)
+    error = np.linalg.norm(fit.joints - rest, axis=-1)
+    assert np.delete(error, list(R.SPINE)).max() < 0.04
+    assert np.abs(fit.pose[LEGS]).max() < 0.1 and np.abs(fit.pose[0]).max() < 0.1
+
+
+# --------------------------------------------------------------------------------------- real photos
+
+
+def test_half_body_astronaut(reconstructor, astronaut):
+    n = 256
+    out = reconstructor(astronaut)
+    _check_contract(out, n)
+    seen = out.joint_confidence >= R.VISIBLE
+    assert seen[[R.J["left_shoulder"], R.J["right_shoulder"], R.J["head"]]].all()
+    assert not seen[LEGS].any()
+    # Visible joints reproject within 8 % of the image, 4 % on average.
+    error = np.linalg.norm(_fitted_2d(out) - out.joints_2d, axis=-1)[seen] / 2
+    assert error.max() < 0.08 and error.mean() < 0.04
+    assert abs(out.reprojection_px - np.sqrt(((error * n) ** 2).mean())) < 1e-3 * n
+    # Legs default to straight, hanging below the pelvis.
+    assert np.abs(out.source_pose[LEGS]).max() < 0.05
+    fitted = _fitted_2d(out)
+    assert (fitted[[R.J["left_ankle"], R.J["right_ankle"]], 1] > fitted[R.J["pelvis"], 1] + 0.5).all()
+    # The mask covers the person (head and shoulders) and not the flag in the top-left corner.
+    assert _hull_mean(out.person_mask[0], out.joints_2d[seen]) > 0.5
+    assert out.person_mask[0, :40, :40].mean() < 0.2
+    # source_image is the photo (square, so no bars) at N x N.
+    expected = cv2.resize(astronaut, (n, n), interpolation=cv2.INTER_AREA).transpose(2, 0, 1) / 255.0
+    assert np.abs(out.source_image - expected).max() < 1e-5
+
+
+def test_reconstruct_matches_the_reconstructor_and_letterboxes_with_grey_bars(reconstructor, astronaut):
+    tall = np.ascontiguousarray(astronaut[:, 96:416])  # 512 x 320: bars left and right
+    out = R.reconstruct(tall, resolution=128)
+    _check_contract(out, 128)
+    again = reconstructor(tall, resolution=128)
+    assert np.array_equal(out.source_pose, again.source_pose) and np.array_equal(out.person_mask, again.person_mask)
+    scale, left, _ = C.letterbox_geometry(*tall.shape[:2], 128)
+    assert left > 0
+    assert np.allclose(out.source_image[:, :, :left - 1], R.PAD_VALUE / 255.0)
+    assert out.person_mask[0, :, :left - 1].max() == 0.0
+
+
+def test_one_reconstructor_serves_threads(reconstructor, astronaut):
+    expected = reconstructor(astronaut)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(2):
+                results.append(reconstructor(astronaut))
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and len(results) == 6
+    for r in results:
+        assert np.array_equal(r.source_pose, expected.source_pose) and np.array_equal(r.camera, expected.camera)
+
+
+def test_full_body_photo_from_a_package(reconstructor, full_body_photo):
+    n = 256
+    out = reconstructor(full_body_photo)
+    _check_contract(out, n)
+    seen = out.joint_confidence >= R.VISIBLE
+    assert seen[LEGS].all() and seen[UPPER[:6]].all()
+    fitted = _fitted_2d(out)
+    error = np.linalg.norm(fitted - out.joints_2d, axis=-1)[seen] / 2
+    assert error.max() < 0.03 and out.reprojection_px < 0.01 * n
+    # Standing: head above pelvis above knees above ankles, knees nearly straight.
+    y = fitted[:, 1]
+    assert y[R.J["head"]] < y[R.J["pelvis"]] < y[R.J["left_knee"]] < y[R.J["left_ankle"]]
+    assert y[R.J["pelvis"]] < y[R.J["right_knee"]] < y[R.J["right_ankle"]]
+    assert np.linalg.norm(out.source_pose[[R.J["left_knee"], R.J["right_knee"]]], axis=-1).max() < 0.6
+    assert _hull_mean(out.person_mask[0], out.joints_2d[seen]) > 0.5
+    # The person (about 70 % of the photo height) spans most of the square's height.
+    assert 0.4 < np.ptp(out.joints_2d[seen, 1]) / 2 < 0.9
