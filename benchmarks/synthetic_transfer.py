@@ -74,6 +74,33 @@ def background(rng):
     return img
 
 
+def face_and_hair(arrays, rng):
+    """Per-vertex paint ``[V,3]`` (NaN = none): eyes, brows and mouth on the front of the head, hair behind.
+
+    Without a face a detector cannot tell the front of the head from the back
+    and may mirror left and right.
+    """
+    v = arrays["v_template"]
+    paint = np.full(v.shape, np.nan)
+    head = arrays["part_labels"] == 1
+    centre = v[head].mean(0)
+    front = v[head][:, 2].max()
+    hair = rng.choice([[0.1, 0.07, 0.05], [0.35, 0.2, 0.1], [0.8, 0.65, 0.35]])
+    top = v[head][:, 1].max()
+    behind = head & ((v[:, 2] < centre[2] + 0.01) | (v[:, 1] > top - 0.06))
+    paint[behind] = hair
+    eye_y = centre[1] + 0.02
+    for side in (-1, 1):
+        eye = np.array([side * 0.032, eye_y, front - 0.02])
+        near = head & (np.linalg.norm((v - eye) * [1, 1.6, 0.5], axis=1) < 0.014) & (v[:, 2] > front - 0.05)
+        paint[near] = [0.05, 0.05, 0.08]
+        brow = head & (np.abs(v[:, 0] - side * 0.032) < 0.02) & (np.abs(v[:, 1] - eye_y - 0.025) < 0.005) & (v[:, 2] > front - 0.04)
+        paint[brow] = hair
+    mouth = head & (np.abs(v[:, 0]) < 0.022) & (np.abs(v[:, 1] - (centre[1] - 0.045)) < 0.006) & (v[:, 2] > front - 0.04)
+    paint[mouth] = [0.6, 0.15, 0.15]
+    return paint
+
+
 class Scene:
     """One textured subject: render any pose with the true camera."""
 
@@ -86,6 +113,7 @@ class Scene:
         uv_of_vertex = np.zeros((len(arrays["v_template"]), 2))
         uv_of_vertex[arrays["faces"].reshape(-1)] = arrays["uv"][arrays["face_uv"].reshape(-1)]
         self.vertex_uv = uv_of_vertex
+        self.face_paint = face_and_hair(arrays, rng)
 
     def render(self, pose, translation=np.zeros(3, np.float32)):
         with torch.no_grad():
@@ -97,8 +125,12 @@ class Scene:
         uv = interpolate(r, self.arrays["faces"], self.vertex_uv)[hit]
         corners = self.arrays["faces"][r.face[hit]]
         part = self.arrays["part_labels"][corners[np.arange(len(corners)), r.barycentric[hit].argmax(-1)]]
+        nearest = corners[np.arange(len(corners)), r.barycentric[hit].argmax(-1)]
+        colour = self.shade(uv, part)
+        painted = ~np.isnan(self.face_paint[nearest, 0])
+        colour[painted] = self.face_paint[nearest[painted]]
         image = self.background.copy()
-        image[hit] = self.shade(uv, part)
+        image[hit] = colour
         return (image * 255).round().astype(np.uint8), r, joints
 
 
