@@ -143,10 +143,14 @@ class StyleGenerator(torch.nn.Module):
         labels = target_parsing.to(torch.int64)  # [B,1,N,N]
         ids = torch.arange(NUM_PARTS, device=labels.device).reshape(1, -1, 1, 1)
         onehot = (labels == ids).to(source_image.dtype)  # [B,P,N,N]
-        region_colour = torch.einsum("bpc,bpij->bcij", region_style[..., :3], onehot)
-        person = labels > 0
-        body = torch.where(source_visibility > 0.5, warped, region_colour)
-        out = torch.where(person, body, background)
+        # A MatMul rather than an Einsum: ONNX Runtime's Einsum made this stage 4x slower than eager PyTorch.
+        colours = region_style[..., :3].transpose(1, 2)  # [B,3,P]
+        region_colour = (colours @ onehot.flatten(2)).reshape(source_image.shape)
+        # Blends instead of Where: the masks are exactly 0/1, and ORT's broadcasting Where cost 1.8 ms here.
+        person = (labels > 0).to(source_image.dtype)
+        seen = (source_visibility > 0.5).to(source_image.dtype)
+        body = region_colour + seen * (warped - region_colour)
+        out = background + person * (body - background)
         return (out.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
 
 
