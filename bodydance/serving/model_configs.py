@@ -51,7 +51,11 @@ class ModelDescription:
     parameters: Tuple[Tuple[str, str], ...] = ()
 
 
-FRAME_BATCHING = Batching(MAX_FRAME_BATCH, dynamic=True, preferred=(4, MAX_FRAME_BATCH), max_queue_delay_us=2000)
+# Overload policy: at most 16 frames wait per stage (about a second of work on 2 cores); a frame
+# waiting longer than 3 s is rejected (UNAVAILABLE) rather than served late. Clients retry idempotent
+# frames with backoff, so a burst costs latency, not frames, and the queue cannot grow without bound.
+FRAME_BATCHING = Batching(MAX_FRAME_BATCH, dynamic=True, preferred=(4, MAX_FRAME_BATCH), max_queue_delay_us=2000,
+                          max_queue_size=16, queue_timeout_us=3_000_000)
 SUBJECT_BATCHING = Batching(1)
 
 
@@ -122,6 +126,7 @@ def to_model_config(desc: ModelDescription, profile: str) -> pb.ModelConfig:
             policy.max_queue_size = b.max_queue_size
             policy.default_timeout_microseconds = b.queue_timeout_us
             policy.timeout_action = pb.ModelQueuePolicy.TimeoutAction.REJECT
+            policy.allow_timeout_override = True
     return cfg
 
 
