@@ -66,7 +66,7 @@ def animate(
         with contextlib.ExitStack() as stack:
             urls = url or [stack.enter_context(_embedded_server("127.0.0.1"))]
             client = stack.enter_context(BodyDanceClient(urls, timeout_s=timeout_s, window=window))
-            client.wait_until_ready()
+            client.wait_until_ready(timeout_s=timeout_s)
             columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
             with Progress(*columns, console=console) as progress:
                 task = progress.add_task(f"{dance.name}", total=dance.num_frames)
