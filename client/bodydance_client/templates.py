@@ -121,7 +121,9 @@ def load_template(path: Union[str, os.PathLike]) -> Template:
         if "pickle" in str(err).lower():
             raise BadTemplateError(f"{source}: contains pickled objects, which are refused") from err
         raise BadTemplateError(f"{source}: not a readable template ({err})") from err
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as err:
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError, NotImplementedError, RuntimeError) as err:
+        # zipfile raises NotImplementedError (unknown compression) and RuntimeError (encrypted member)
+        # on crafted files; the fuzz test found both.
         raise BadTemplateError(f"{source}: not a valid .npz file or truncated ({type(err).__name__}: {err})") from err
     return validate(template, source)
 
