@@ -16,6 +16,7 @@ import dataclasses
 import os
 import tempfile
 import zipfile
+import zlib
 from importlib import resources
 from pathlib import Path
 from typing import Dict, Union
@@ -121,7 +122,8 @@ def load_template(path: Union[str, os.PathLike]) -> Template:
         if "pickle" in str(err).lower():
             raise BadTemplateError(f"{source}: contains pickled objects, which are refused") from err
         raise BadTemplateError(f"{source}: not a readable template ({err})") from err
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError, NotImplementedError, RuntimeError) as err:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, TypeError, NotImplementedError,
+            RuntimeError) as err:
         # zipfile raises NotImplementedError (unknown compression) and RuntimeError (encrypted member)
         # on crafted files; the fuzz test found both.
         raise BadTemplateError(f"{source}: not a valid .npz file or truncated ({type(err).__name__}: {err})") from err
