@@ -129,5 +129,27 @@ def templates():
     Console().print(table)
 
 
+@app.command("build-template")
+def build_template(
+    video: Path = typer.Argument(..., help="driving video of one dancer"),
+    name: str = typer.Option(..., help="template name"),
+    out: Path = typer.Option(..., "--out", "-o", help="template file to write (.npz)"),
+    sigma: float = typer.Option(1.5, help="temporal smoothing, Gaussian sigma in frames"),
+):
+    """Make a dance template from a video (needs the 'server' extra: MediaPipe)."""
+    from bodydance.template_builder import build_template as build
+    from bodydance_client.templates import save_template
+
+    try:
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
+            task = bar.add_task(f"reading {video.name}", total=None)
+            template = build(video, name, sigma_frames=sigma, progress=lambda n: bar.update(task, completed=n))
+        save_template(template, out)
+    except BodyDanceError as err:
+        console.print(f"[red]error ({err.kind}):[/] {err}")
+        raise typer.Exit(2)
+    console.print(f"[green]wrote[/] {out}: {template.num_frames} frames at {template.fps:g} fps")
+
+
 if __name__ == "__main__":
     sys.exit(app())

@@ -1,0 +1,78 @@
+"""Templates from a driving video: a rendered dancer whose true poses are known."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bodydance.skeleton import REST_JOINTS, forward_kinematics
+from bodydance.template_builder import smooth_poses
+from bodydance_client.errors import BadTemplateError
+from bodydance_client.templates import load_bundled, load_template
+from bodydance_client.video import Mp4Writer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+@pytest.fixture(scope="module")
+def driving_video(tmp_path_factory):
+    from synthetic_transfer import Scene
+
+    from bodydance.body import BodyModel, load_open_body_arrays
+
+    rng = np.random.default_rng(11)
+    scene = Scene(BodyModel.open_body(), load_open_body_arrays(), rng)
+    truth = load_bundled("jumping_jacks")
+    frames = range(0, 60, 2)
+    path = tmp_path_factory.mktemp("video") / "driving.mp4"
+    with Mp4Writer(path, fps=15, crf=16) as writer:
+        for i in frames:
+            writer.write(scene.render(truth.poses[i], truth.translations[i])[0])
+    return path, truth.poses[list(frames)]
+
+
+def _arm_heights(poses):
+    """Wrist height above the shoulders (m) per frame: what a jumping jack is about."""
+    out = []
+    for pose in poses:
+        joints, _ = forward_kinematics(pose, REST_JOINTS)
+        out.append(joints[[20, 21], 1].mean() - joints[[16, 17], 1].mean())
+    return np.asarray(out)
+
+
+def test_a_template_built_from_video_follows_the_dance(driving_video, tmp_path):
+    video, true_poses = driving_video
+    out = tmp_path / "built.npz"
+    run = subprocess.run([sys.executable, "-m", "bodydance_client.cli", "build-template", str(video), "--name", "jj",
+                          "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    built = load_template(out)
+    assert built.num_frames == len(true_poses) and built.fps == pytest.approx(15)
+    built_arms, true_arms = _arm_heights(built.poses), _arm_heights(true_poses)
+    assert np.corrcoef(built_arms, true_arms)[0, 1] > 0.9  # the arms go up and down with the dancer
+    assert np.abs(built_arms - true_arms).mean() < 0.15  # metres
+
+
+def test_smoothing_keeps_a_constant_pose_and_damps_jitter():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 0.3, (1, 24, 3)).astype(np.float32)
+    constant = np.repeat(base, 20, axis=0)
+    assert np.abs(smooth_poses(constant, 2.0) - constant).max() < 1e-4
+    jitter = constant + rng.normal(0, 0.05, constant.shape).astype(np.float32)
+    assert np.abs(smooth_poses(jitter, 2.0) - constant).mean() < np.abs(jitter - constant).mean() * 0.7
+
+
+def test_a_video_without_a_dancer_is_refused(tmp_path):
+    from bodydance.template_builder import build_template
+
+    path = tmp_path / "empty.mp4"
+    with Mp4Writer(path, fps=10) as writer:
+        for _ in range(5):
+            writer.write(np.full((64, 64, 3), 120, np.uint8))
+    with pytest.raises(BadTemplateError, match="found in only"):
+        build_template(path, "nobody")
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    with pytest.raises(BadTemplateError):
+        build_template(tmp_path / "junk.mp4", "junk")
