@@ -186,6 +186,7 @@ def oracle_subject(raw, scene, photo, render_a, pose_a):
                "camera": scene.camera[None]}
     parsed = raw.infer("source_parser", [tensor_input(s, tensors[s.name]) for s in C.SOURCE_PARSER.inputs])
     tensors["source_parsing"] = parsed.as_numpy("source_parsing")
+    tensors["source_depth"] = parsed.as_numpy("source_depth")
     styled = raw.infer("style_encoder", [tensor_input(s, tensors[s.name]) for s in C.STYLE_ENCODER.inputs])
     tensors["region_style"], tensors["background"] = styled.as_numpy("region_style"), styled.as_numpy("background")
     return tensors

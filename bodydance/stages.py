@@ -12,32 +12,33 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bodydance.geometry import CapsuleRasterizer, CorrespondenceGeometry, PosedSkeleton, grow_labels, sample_ndc
+from bodydance.geometry import CorrespondenceGeometry, grow_labels, sample_ndc
 from bodydance_client.contract import NUM_PARTS, STYLE_DIM
 
 
 class SourceParser(torch.nn.Module):
-    """Baseline source parsing: the fitted stand-in body's parts, grown to fill the person mask.
+    """Baseline source parsing: the fitted stand-in body's parts, grown to fill the person mask;
+    and the body's depth in the photo, rendered here once so no frame renders it again.
 
     (person_mask ``[B,1,N,N]``, betas ``[B,10]``, source_pose ``[B,24,3]`` rad, camera ``[B,3]``)
-    -> source_parsing ``[B,1,N,N]`` int32.
+    -> source_parsing ``[B,1,N,N]`` int32, source_depth ``[B,1,N,N]`` m.
     """
 
     def __init__(self, resolution: int):
         super().__init__()
         self.resolution = resolution
-        self.skeleton = PosedSkeleton()
-        self.rasterizer = CapsuleRasterizer(resolution)
+        self.geometry = CorrespondenceGeometry(resolution)
         self.grow_steps = max(4, resolution // 16)
 
     def forward(self, person_mask, betas, source_pose, camera):
         batch, n = betas.shape[0], self.resolution
-        joints, rotations = self.skeleton(betas, source_pose, torch.zeros_like(betas[:, :3]))
-        _, capsule, _, covered = self.rasterizer(joints, rotations, camera)
-        labels = self.rasterizer.labels(capsule, covered).reshape(batch, 1, n, n)
+        joints, rotations = self.geometry.skeleton(betas, source_pose, torch.zeros_like(betas[:, :3]))
+        _, capsule, _, covered = self.geometry.outline(joints, rotations, camera)
+        labels = self.geometry.outline.labels(capsule, covered).reshape(batch, 1, n, n)
         person = person_mask > 0.5
         labels = torch.where(person, labels, torch.zeros_like(labels))
-        return grow_labels(labels, NUM_PARTS, self.grow_steps, allowed=person).to(torch.int32)
+        parsing = grow_labels(labels, NUM_PARTS, self.grow_steps, allowed=person).to(torch.int32)
+        return parsing, self.geometry.source_depth(betas, source_pose, camera)
 
 
 def _fill_holes(image, known, levels: int):
@@ -176,8 +177,9 @@ class FramePath(torch.nn.Module):
         self.parsing = ParsingPrior(resolution)
         self.generator = StyleGenerator()
 
-    def forward(self, source_image, person_mask, betas, source_pose, camera, source_parsing, region_style,
+    def forward(self, source_image, betas, source_pose, camera, source_parsing, source_depth, region_style,
                 background, target_pose, target_translation):
-        flow, visibility, parts = self.geometry(betas, source_pose, camera, target_pose, target_translation)
+        flow, visibility, parts = self.geometry(betas, source_pose, camera, source_depth, target_pose,
+                                                target_translation)
         parsing = self.parsing(source_parsing, parts, flow)
         return self.generator(source_image, background, region_style, flow, visibility, parsing)

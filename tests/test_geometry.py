@@ -14,7 +14,9 @@ CAMERA = torch.tensor([[0.9, 0.0, 0.05]])
 def _run(source_pose, target_pose, translation=(0.0, 0.0, 0.0)):
     geometry = CorrespondenceGeometry(N)
     with torch.no_grad():
-        return geometry(torch.zeros(1, 10), source_pose, CAMERA, target_pose, torch.tensor([translation]))
+        betas = torch.zeros(1, 10)
+        depth = geometry.source_depth(betas, source_pose, CAMERA)
+        return geometry(betas, source_pose, CAMERA, depth, target_pose, torch.tensor([translation]))
 
 
 def _pixel_grid():
@@ -107,7 +109,9 @@ def test_tensor_geometry_matches_the_exact_mesh_rasteriser():
         shift = torch.from_numpy(template.translations[frame][None])
         with torch.no_grad():
             vertices, _ = body(torch.zeros(1, 10), pose, shift)
-            _, _, parts = geometry(torch.zeros(1, 10), torch.zeros(1, 24, 3), CAMERA, pose, shift)
+            rest = torch.zeros(1, 24, 3)
+            depth = geometry.source_depth(torch.zeros(1, 10), rest, CAMERA)
+            _, _, parts = geometry(torch.zeros(1, 10), rest, CAMERA, depth, pose, shift)
         exact = part_image(rasterize(vertices[0].numpy(), arrays["faces"], CAMERA[0].numpy(), N),
                            arrays["faces"], arrays["part_labels"])
         ours = parts[0, 0].numpy()

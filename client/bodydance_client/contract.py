@@ -79,11 +79,15 @@ BETAS = TensorSpec("betas", F32, (NUM_BETAS,), "body shape coefficients (unitles
 SOURCE_POSE = TensorSpec("source_pose", F32, (NUM_JOINTS, 3), "pose in the photo, axis-angle radians, SMPL order")
 CAMERA = TensorSpec("camera", F32, (3,), "weak-perspective camera (s NDC/m, tx NDC, ty NDC)")
 SOURCE_PARSING = TensorSpec("source_parsing", I32, (1, "N", "N"), "part label of each photo pixel")
+SOURCE_DEPTH = TensorSpec(
+    "source_depth", F32, (1, "N", "N"),
+    "front-surface Z (metres, +Z towards the camera) of the fitted body in the photo; -1000 where empty")
 REGION_STYLE = TensorSpec("region_style", F32, (NUM_PARTS, STYLE_DIM), "style code per part; [:3] is the mean RGB in [0, 1]")
 BACKGROUND = TensorSpec("background", F32, (3, "N", "N"), "the photo with the person removed and filled, planar RGB in [0, 1]")
 PERSON_COUNT = TensorSpec("person_count", I32, (1,), "people detected in the photo; the largest is used")
 
-SUBJECT_TENSORS = (SOURCE_IMAGE, PERSON_MASK, BETAS, SOURCE_POSE, CAMERA, SOURCE_PARSING, REGION_STYLE, BACKGROUND)
+SUBJECT_TENSORS = (SOURCE_IMAGE, PERSON_MASK, BETAS, SOURCE_POSE, CAMERA, SOURCE_PARSING, SOURCE_DEPTH, REGION_STYLE,
+                   BACKGROUND)
 
 # --- frame ensemble: once per output frame --------------------------------------------
 TARGET_POSE = TensorSpec("target_pose", F32, (NUM_JOINTS, 3), "template pose, axis-angle radians, SMPL order")
@@ -114,11 +118,11 @@ SUBJECT_RECONSTRUCTION = StageContract(
     "subject_reconstruction", (PHOTO,),
     (SOURCE_IMAGE, PERSON_MASK, BETAS, SOURCE_POSE, CAMERA, PERSON_COUNT), frame_path=False)
 SOURCE_PARSER = StageContract(
-    "source_parser", (PERSON_MASK, BETAS, SOURCE_POSE, CAMERA), (SOURCE_PARSING,), frame_path=False)
+    "source_parser", (PERSON_MASK, BETAS, SOURCE_POSE, CAMERA), (SOURCE_PARSING, SOURCE_DEPTH), frame_path=False)
 STYLE_ENCODER = StageContract(
     "style_encoder", (SOURCE_IMAGE, PERSON_MASK, SOURCE_PARSING), (REGION_STYLE, BACKGROUND), frame_path=False)
 BODY_GEOMETRY = StageContract(
-    "body_geometry", (BETAS, SOURCE_POSE, CAMERA, TARGET_POSE, TARGET_TRANSLATION),
+    "body_geometry", (BETAS, SOURCE_POSE, CAMERA, SOURCE_DEPTH, TARGET_POSE, TARGET_TRANSLATION),
     (CORRESPONDENCE_FLOW, SOURCE_VISIBILITY, TARGET_PARTS), frame_path=True)
 PARSING_PRIOR = StageContract(
     "parsing_prior", (SOURCE_PARSING, TARGET_PARTS, CORRESPONDENCE_FLOW), (TARGET_PARSING,), frame_path=True)

@@ -29,6 +29,10 @@ def sample_tensor(name: str, shape, rng: np.random.Generator) -> np.ndarray:
         return rng.integers(0, NUM_PARTS, shape).astype(np.int32)
     if name in ("person_mask", "source_visibility"):
         return (rng.random(shape) > 0.5).astype(np.float32)
+    if name == "source_depth":  # a body's front surface in the middle, empty (-1000 m) elsewhere
+        depth = rng.uniform(-0.15, 0.25, shape).astype(np.float32)
+        depth[..., : shape[-2] // 6, :] = -1000.0
+        return depth
     if name == "correspondence_flow":
         return rng.uniform(-1.1, 1.1, shape).astype(np.float32)
     if name in ("source_image", "background"):
