@@ -65,6 +65,18 @@ def cuda_graph(module, inputs):
     return graph.replay, static_out
 
 
+def mixed_precision(fp32: FramePath, fp16: FramePath):
+    """The deployed split: geometry in FP32 (depth tests), parsing prior and generator in FP16."""
+    def run(source_image, betas, source_pose, camera, source_parsing, source_depth, region_style, background,
+            target_pose, target_translation):
+        flow, visibility, parts = fp32.geometry(betas, source_pose, camera, source_depth, target_pose,
+                                                target_translation)
+        parsing = fp16.parsing(source_parsing, parts, flow.half())
+        return fp16.generator(source_image.half(), background.half(), region_style.half(), flow.half(),
+                              visibility.half(), parsing)
+    return run
+
+
 def parity(reference: np.ndarray, candidate: np.ndarray) -> dict:
     diff = np.abs(reference.astype(np.int32) - candidate.astype(np.int32))
     return {"mean_abs_levels": float(diff.mean()), "max_abs_levels": int(diff.max()),
@@ -92,11 +104,15 @@ def main():
     for batch in [int(b) for b in args.batches.split(",")]:
         in32 = realistic_inputs(args.resolution, batch, device, torch.float32)
         in16 = realistic_inputs(args.resolution, batch, device, torch.float16)
+        mixed = mixed_precision(fp32, fp16)
         with torch.inference_mode():
             ref = fp32(*in32).cpu().numpy()
             half = fp16(*in16).cpu().numpy()
+            mixed_out = mixed(*in32).cpu().numpy()
         parities[f"batch{batch}_fp16_vs_fp32"] = parity(ref, half)
-        modes = {"eager_fp32": (lambda m=fp32, x=in32: m(*x)), "eager_fp16": (lambda m=fp16, x=in16: m(*x))}
+        parities[f"batch{batch}_mixed_vs_fp32"] = parity(ref, mixed_out)
+        modes = {"eager_fp32": (lambda m=fp32, x=in32: m(*x)), "eager_fp16": (lambda m=fp16, x=in16: m(*x)),
+                 "eager_mixed": (lambda m=mixed, x=in32: m(*x))}
         if device.type == "cuda":
             with torch.inference_mode():
                 for name, module, inputs in (("cudagraph_fp32", fp32, in32), ("cudagraph_fp16", fp16, in16)):
