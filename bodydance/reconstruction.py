@@ -93,6 +93,8 @@ HEIGHT_SEGMENTS = (
 # Lines that are not bones but whose 3D direction the refinement keeps (torso axis, hip and shoulder lines).
 FRAME_SEGMENTS = ((J["pelvis"], J["neck"]), (J["right_hip"], J["left_hip"]), (J["right_shoulder"], J["left_shoulder"]))
 SPINE = (J["spine1"], J["spine2"], J["spine3"])
+MIN_PERSON_AREA = 0.01  # of the photo, for a separate person in the people count
+MIN_PERSON_HEIGHT_SHARE = 0.08  # of the photo height, likewise
 MIN_HEIGHT_EVIDENCE = 0.4  # metres of rest segment length needed before betas[0] moves
 
 
@@ -527,6 +529,9 @@ class Reconstructor:
         self.detection_side = int(detection_side)
         self._pose = mp.solutions.pose.Pose(
             static_image_mode=True, model_complexity=1, enable_segmentation=True, min_detection_confidence=0.5)
+        # Pose follows one person; the (bundled, offline) selfie segmentation sees everyone, so it counts
+        # the people and points Pose at the largest.
+        self._people = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=1)
         self._lock = threading.Lock()
         self._closed = False
 
@@ -534,6 +539,7 @@ class Reconstructor:
         with self._lock:
             if not self._closed:
                 self._pose.close()
+                self._people.close()
                 self._closed = True
 
     def __enter__(self) -> "Reconstructor":
@@ -542,6 +548,23 @@ class Reconstructor:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _people_boxes(self, image: np.ndarray):
+        """Boxes (x0, y0, x1, y1) px of the separate people in ``image``, largest first."""
+        with self._lock:
+            mask = self._people.process(image).segmentation_mask
+        if mask is None:
+            return []
+        h, w = image.shape[:2]
+        # Close small gaps first: a dark collar or a belt can cut one person into two blobs.
+        size = max(3, int(0.04 * max(h, w)) | 1)
+        solid = cv2.morphologyEx((mask > 0.5).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((size, size), np.uint8))
+        count, _, stats, _ = cv2.connectedComponentsWithStats(solid, connectivity=8)
+        boxes = []
+        for x, y, bw, bh, area in stats[1:count]:
+            if area >= MIN_PERSON_AREA * h * w and bh >= MIN_PERSON_HEIGHT_SHARE * h:
+                boxes.append((area, (x, y, x + bw, y + bh)))
+        return [box for _, box in sorted(boxes, key=lambda item: -item[0])]
+
     def _detect(self, photo: np.ndarray):
         h, w = photo.shape[:2]
         image = photo
@@ -549,22 +572,36 @@ class Reconstructor:
             f = self.detection_side / max(h, w)
             image = cv2.resize(photo, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
         image = np.ascontiguousarray(image)
+        ih, iw = image.shape[:2]
         with self._lock:
             if self._closed:
                 raise RuntimeError("this Reconstructor is closed")
-            result = self._pose.process(image)
+        people = self._people_boxes(image)
+        x0, y0, x1, y1 = 0, 0, iw, ih
+        if len(people) > 1:  # several people: fit the largest, seen through a crop around it
+            bx0, by0, bx1, by1 = people[0]
+            pad_x, pad_y = 0.15 * (bx1 - bx0), 0.15 * (by1 - by0)
+            x0, y0 = int(max(0, bx0 - pad_x)), int(max(0, by0 - pad_y))
+            x1, y1 = int(min(iw, bx1 + pad_x)), int(min(ih, by1 + pad_y))
+        with self._lock:
+            result = self._pose.process(np.ascontiguousarray(image[y0:y1, x0:x1]))
         if result.pose_landmarks is None or result.pose_world_landmarks is None:
             raise NoPersonError("no person found in the photo")
-        image_lm = np.array([[p.x, p.y, p.visibility] for p in result.pose_landmarks.landmark], np.float64)
+        cw, ch = x1 - x0, y1 - y0
+        image_lm = np.array([[(p.x * cw + x0) / iw, (p.y * ch + y0) / ih, p.visibility]
+                             for p in result.pose_landmarks.landmark], np.float64)
         world_lm = np.array([[p.x, p.y, p.z] for p in result.pose_world_landmarks.landmark], np.float64)
-        mask = result.segmentation_mask
-        return image_lm, world_lm, (None if mask is None else np.asarray(mask, np.float32))
+        mask = None
+        if result.segmentation_mask is not None:
+            mask = np.zeros((ih, iw), np.float32)
+            mask[y0:y1, x0:x1] = np.asarray(result.segmentation_mask, np.float32)
+        return image_lm, world_lm, mask, max(1, len(people))
 
     def __call__(self, photo: np.ndarray, resolution: Optional[int] = None) -> SubjectReconstruction:
         check_photo(photo)
         n = int(resolution or self.resolution)
         h, w = photo.shape[:2]
-        image_lm, world_lm, mask = self._detect(photo)
+        image_lm, world_lm, mask, people = self._detect(photo)
         if mask is None:
             raise NoPersonError("no person found in the photo (the segmentation came back empty)")
 
@@ -591,7 +628,7 @@ class Reconstructor:
             betas=fit.betas.astype(np.float32),
             source_pose=fit.pose.astype(np.float32),
             camera=fit.camera.astype(np.float32),
-            person_count=np.ones(1, np.int32),
+            person_count=np.asarray([people], np.int32),
             joints_2d=np.nan_to_num(joints_2d).astype(np.float32),
             joint_confidence=np.clip(confidence, 0.0, 1.0).astype(np.float32),
             reprojection_px=fit.rms_ndc * n / 2.0,

@@ -304,3 +304,21 @@ def test_full_body_photo_from_a_package(reconstructor, full_body_photo):
     assert _hull_mean(out.person_mask[0], out.joints_2d[seen]) > 0.5
     # The person (about 70 % of the photo height) spans most of the square's height.
     assert 0.4 < np.ptp(out.joints_2d[seen, 1]) / 2 < 0.9
+
+
+def test_several_people_are_counted_and_the_largest_is_fitted():
+    """The astronaut twice, the second copy much smaller: two people, the fit on the large one (left)."""
+    from PIL import Image
+
+    from skimage import data
+
+    big = data.astronaut()
+    small = np.asarray(Image.fromarray(big).resize((300, 300)))
+    photo = np.full((512, 900, 3), 230, np.uint8)
+    photo[:, :512] = big
+    photo[212:, 560:860] = small
+    alone = R.reconstruct(big)
+    both = R.reconstruct(photo)
+    assert int(alone.person_count[0]) == 1 and int(both.person_count[0]) == 2
+    assert both.camera[1] < -0.3  # centred on the left, where the large astronaut stands
+    assert both.camera[0] > 1.2  # at her scale, not the small copy's
