@@ -92,11 +92,11 @@ def _tensor(spec, resolution: int, io_cls):
                   dims=list(spec.concrete_shape(resolution)))
 
 
-def to_model_config(desc: ModelDescription, profile: str) -> pb.ModelConfig:
-    """Render one description as Triton's ModelConfig for ``profile``."""
+def to_model_config(desc: ModelDescription, profile: str, resolution: Optional[int] = None) -> pb.ModelConfig:
+    """Render one description as Triton's ModelConfig for ``profile`` (at its resolution unless given)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
-    resolution = RESOLUTION[profile]
+    resolution = resolution or RESOLUTION[profile]
     cfg = pb.ModelConfig(name=desc.contract.name, max_batch_size=desc.batching.max_batch_size)
     cfg.input.extend(_tensor(s, resolution, pb.ModelInput) for s in desc.contract.inputs)
     cfg.output.extend(_tensor(s, resolution, pb.ModelOutput) for s in desc.contract.outputs)

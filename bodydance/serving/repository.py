@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import sys
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import typer
 
@@ -24,11 +24,11 @@ _PYTHON_MODEL = {
 }
 
 
-def expected_files(profile: str) -> Dict[str, str]:
-    """Relative path -> content of every generated file of ``profile``."""
+def expected_files(profile: str, resolution: Optional[int] = None) -> Dict[str, str]:
+    """Relative path -> content of every generated file of ``profile`` (at another resolution if given)."""
     files = {}
     for desc in describe_models():
-        cfg = to_model_config(desc, profile)
+        cfg = to_model_config(desc, profile, resolution)
         name = desc.contract.name
         files[f"{name}/config.pbtxt"] = render(cfg)
         if cfg.backend == "python":
@@ -71,6 +71,18 @@ def main(root: Path = typer.Option(REPOSITORY_ROOT), check: bool = typer.Option(
         else:
             write(root, profile)
 
+
+
+def build_cpu_repository(root: Path, resolution: int) -> Path:
+    """A complete cpu repository at another working resolution (benchmarks): configs, shims, ONNX."""
+    for rel, content in expected_files("cpu", resolution).items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    from bodydance_export.pipeline import export_all
+
+    export_all(root, resolution, fp16_check=False)
+    return root
 
 
 def missing_onnx(repository: Path) -> list:

@@ -50,7 +50,7 @@ def animate(
     photo: Path = typer.Argument(DEFAULT_PHOTO, help="photo of one person (JPEG/PNG/...)"),
     template: str = typer.Option("wave", "--template", "-t", help="bundled template name or .npz path"),
     out: Path = typer.Option(Path("out.mp4"), "--out", "-o", help="output MP4 (H.264)"),
-    sheet: Optional[Path] = typer.Option(Path("out.png"), "--contact-sheet", help="contact sheet PNG ('' to skip)"),
+    sheet: str = typer.Option("out.png", "--contact-sheet", help="contact sheet PNG ('' to skip)"),
     url: List[str] = typer.Option([], "--url", help="server gRPC host:port (repeat for failover); none: embedded"),
     window: int = typer.Option(4, help="frames in flight"),
     timeout_s: float = typer.Option(60.0, help="per-request deadline (s)"),
@@ -70,7 +70,7 @@ def animate(
             columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
             with Progress(*columns, console=console) as progress:
                 task = progress.add_task(f"{dance.name}", total=dance.num_frames)
-                subject = client.animate(photo, dance, out, contact_sheet_path=sheet or None,
+                subject = client.animate(photo, dance, out, contact_sheet_path=Path(sheet) if sheet else None,
                                          progress=lambda done, total: progress.update(task, completed=done))
         note = f", {subject.person_count} people seen (largest used)" if subject.person_count > 1 else ""
         console.print(f"[green]wrote[/] {out} ({dance.num_frames} frames, {time.perf_counter() - started:.1f} s{note})"
