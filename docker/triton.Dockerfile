@@ -1,11 +1,20 @@
-# The production server: NGC tritonserver plus what the python-backend stage
-# (MediaPipe reconstruction) and the bodydance package need.
+# The production server for the GPU profile: NGC tritonserver (TensorRT backend for the plans,
+# python backend for subject_reconstruction) plus this project installed with its `server` extra,
+# so the python-backend stage can import mediapipe, onnxruntime and the bodydance package.
 FROM nvcr.io/nvidia/tritonserver:24.10-py3
+
+# curl: the compose health check. libgl1, libglib2.0-0: OpenCV (pulled in by mediapipe) loads them.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends curl libgl1 libglib2.0-0 \
+ && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /opt/bodydance
 COPY pyproject.toml README.md ./
 COPY bodydance ./bodydance
 COPY client ./client
 COPY export ./export
-RUN pip install --no-cache-dir "numpy<2" "protobuf<5" "onnxruntime>=1.17" "mediapipe==0.10.21" \
- && pip install --no-cache-dir --no-deps -e . \
- && pip install --no-cache-dir "tritonclient[grpc]==2.50.0" "pillow>=10" "av>=12" "typer>=0.12" "rich>=13"
+# The extra also brings nvidia-pytriton (the cpu profile's embedded server); unused here, harmless.
+RUN pip install --no-cache-dir ".[server]" \
+ && python3 -c "import mediapipe, onnxruntime, bodydance.reconstruction"
+
+EXPOSE 8000 8001 8002
