@@ -86,8 +86,7 @@ def count(path: Path) -> dict:
         elif op.startswith("Reduce"):
             f = float(sum(int(np.prod(i[0])) for i in ins[:1]))
         elif op in ("MatMul", "Gemm") and len(ins) >= 2:
-            a, b = ins[0][0], ins[1][0]
-            f = 2.0 * out_elems * a[-1]
+            f = 2.0 * out_elems * ins[0][0][-1]  # M*N outputs, K multiply-adds each
         elif op == "Einsum":
             eq = next(a.s.decode() for a in node.attribute if a.name == "equation")
             extents = {}

@@ -8,7 +8,7 @@ written as raw binary files (one per input) that perf_analyzer reads.
 
 perf_analyzer ships inside the tritonclient==2.50.0 manylinux wheel; it needs
 Debian's libb64-0d and libcudart.so.12 (nvidia-cuda-runtime-cu12 wheel) on
-LD_LIBRARY_PATH, which :func:`perf_analyzer_env` adds.
+LD_LIBRARY_PATH, which ``perf_analyzer_env`` adds.
 """
 
 from __future__ import annotations
@@ -16,11 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import os
-import shutil
 import subprocess
-import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -30,26 +26,11 @@ import numpy as np
 from bodydance_client import contract as C
 from bodydance_client.images import load_photo
 from bodydance_client.templates import load_bundled
+from perf_analyzer_env import find_perf_analyzer, perf_analyzer_env
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PHOTO = ROOT / "client" / "bodydance_client" / "data" / "astronaut.jpg"
-
-
-def perf_analyzer_binary() -> Path:
-    found = shutil.which("perf_analyzer") or str(Path(sys.executable).parent / "perf_analyzer")
-    if not Path(found).exists():
-        raise FileNotFoundError("perf_analyzer not found: install tritonclient==2.50.0 (its manylinux wheel ships it)")
-    return Path(found)
-
-
-def perf_analyzer_env() -> Dict[str, str]:
-    env = os.environ.copy()
-    cudart = Path(sysconfig.get_paths()["purelib"]) / "nvidia" / "cuda_runtime" / "lib"
-    if not (cudart / "libcudart.so.12").exists():
-        raise FileNotFoundError(f"libcudart.so.12 not under {cudart}: pip install nvidia-cuda-runtime-cu12")
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(cudart), env.get("LD_LIBRARY_PATH")]))
-    return env
 
 
 def write_inputs(folder: Path, arrays: Dict[str, np.ndarray]) -> Path:
@@ -68,7 +49,7 @@ def run_perf_analyzer(model: str, url: str, data: Path, out_csv: Path, concurren
     rows = []
     for level in concurrency:
         csv_path = out_csv.with_name(f"{out_csv.stem}_c{level}.csv")
-        cmd = [str(perf_analyzer_binary()), "-m", model, "-u", url, "-i", "grpc", "-b", "1",
+        cmd = [str(find_perf_analyzer()), "-m", model, "-u", url, "-i", "grpc", "-b", "1",
                "--input-data", str(data), "--concurrency-range", f"{level}:{level}",
                "--measurement-mode", "count_windows", "--measurement-request-count", str(requests_per_window),
                "--max-trials", "6", "--stability-percentage", str(stability_percentage), "--percentile", "95", "-f", str(csv_path)]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
-from bodydance_client.errors import BadImageError, BadTemplateError, NoPersonError
+from bodydance_client.errors import BadImageError, NoPersonError
 from bodydance_client.images import UPLOAD_SIDE, load_photo
 
 
