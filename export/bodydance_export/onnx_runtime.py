@@ -8,6 +8,15 @@ from typing import Dict
 import numpy as np
 
 
+def onnx_input_names(path: Path) -> list:
+    """The inputs a model declares (its initializers excluded)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    return [i.name for i in model.graph.input if i.name not in initializers]
+
+
 def run_onnxruntime(path: Path, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     """Feed the inputs the model declares (a baseline may ignore some contract inputs)."""
     import onnxruntime as ort

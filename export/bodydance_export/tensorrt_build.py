@@ -492,13 +492,10 @@ def check_plan_against_onnx(plan_path, onnx_path, inputs: Mapping[str, np.ndarra
     Needs TensorRT, a CUDA GPU and onnxruntime; only the inputs the ONNX graph
     declares are fed to either side.
     """
-    import onnxruntime as ort
+    from bodydance_export.onnx_runtime import onnx_input_names, run_onnxruntime
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    feed = {i.name: np.asarray(inputs[i.name]) for i in session.get_inputs()}
-    names = [o.name for o in session.get_outputs()]
-    reference = dict(zip(names, session.run(names, feed)))
-    report = compare_outputs(reference, run_plan(plan_path, feed), tol)
+    feed = {name: np.asarray(inputs[name]) for name in onnx_input_names(onnx_path)}
+    report = compare_outputs(run_onnxruntime(onnx_path, feed), run_plan(plan_path, feed), tol)
     bad = {k: v for k, v in report.items() if not v["ok"]}
     if bad:
         detail = ", ".join(f"{k}: {v['fraction']:.3%} within tolerance (need {v['needed']:.1%}), "
