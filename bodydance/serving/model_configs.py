@@ -76,7 +76,7 @@ def describe_models() -> Tuple[ModelDescription, ...]:
             FRAME_BATCHING if contract.frame_path else SUBJECT_BATCHING,
             kind="python" if contract is SUBJECT_RECONSTRUCTION else "onnx",
             # ORT's own thread pool per instance: one intra-op thread per core.
-            parameters=(("intra_op_threads", "2"),),
+            parameters=(("intra_op_threads", "1"),),
         ))
     ensembles = (
         ModelDescription(SUBJECT_ENSEMBLE, SUBJECT_BATCHING, kind="ensemble",
