@@ -27,15 +27,17 @@ from bodydance_client.sdk import BodyDanceClient
 from bodydance_client.templates import load_bundled
 from perf_analyzer_runs import PHOTO, RESULTS, run_perf_analyzer, write_inputs
 
+# name: (dynamic batching, instances per stage, max queue delay us); delay 0 batches only what is already queued
 VARIANTS = {
-    "dynamic batching, 1 instance": (True, 1),
-    "no batching, 1 instance": (False, 1),
-    "dynamic batching, 2 instances": (True, 2),
-    "no batching, 2 instances": (False, 2),
+    "dynamic batching 2 ms, 1 instance": (True, 1, 2000),
+    "no batching, 1 instance": (False, 1, 0),
+    "dynamic batching 2 ms, 2 instances": (True, 2, 2000),
+    "no batching, 2 instances": (False, 2, 0),
+    "dynamic batching 0 ms, 2 instances": (True, 2, 0),
 }
 
 
-def variant_repository(target: Path, dynamic: bool, instances: int) -> Path:
+def variant_repository(target: Path, dynamic: bool, instances: int, delay_us: int) -> Path:
     source = REPOSITORY_ROOT / "cpu"
     for rel, content in expected_files("cpu").items():
         path = target / rel
@@ -45,7 +47,8 @@ def variant_repository(target: Path, dynamic: bool, instances: int) -> Path:
         shutil.copy2(onnx, target / onnx.relative_to(source))
     for desc in describe_models():
         if desc.kind == "onnx" and desc.contract.frame_path:
-            batching = dataclasses.replace(desc.batching, dynamic=dynamic)
+            batching = dataclasses.replace(desc.batching, dynamic=dynamic, max_queue_delay_us=delay_us,
+                                           preferred=desc.batching.preferred if delay_us else ())
             changed = dataclasses.replace(desc, batching=batching, instances=instances)
             (target / desc.contract.name / "config.pbtxt").write_text(render(to_model_config(changed, "cpu")))
     return target
@@ -60,8 +63,8 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="sweep-"))
     photo, dance = load_photo(PHOTO), load_bundled("disco")
     rows = []
-    for name, (dynamic, instances) in VARIANTS.items():
-        repo = variant_repository(work / name.replace(" ", "_").replace(",", ""), dynamic, instances)
+    for name, (dynamic, instances, delay_us) in VARIANTS.items():
+        repo = variant_repository(work / name.replace(" ", "_").replace(",", ""), dynamic, instances, delay_us)
         with EmbeddedTritonServer(repo) as server:
             with BodyDanceClient(server.grpc_url) as client:
                 subject = client.prepare(photo)
