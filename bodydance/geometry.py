@@ -152,9 +152,13 @@ class CorrespondenceGeometry(torch.nn.Module):
         self.coverage = CapsuleRasterizer(resolution, inflate=1.6)
 
     def source_depth(self, betas, source_pose, camera):
-        """The photo's front-surface depth ``[B,1,N,N]`` m, as the visibility test reads it."""
+        """The photo's front-surface depth ``[B,1,N,N]`` m, as the visibility test reads it.
+
+        Drawn with the true radii, not the inflated coverage: an inflated torso would stand in front
+        of an arm hanging beside it and hide the arm's own pixels from every later frame.
+        """
         joints, rotations = self.skeleton(betas, source_pose, torch.zeros_like(betas[:, :3]))
-        depth, _, _, _ = self.coverage(joints, rotations, camera)
+        depth, _, _, _ = self.outline(joints, rotations, camera)
         return depth.reshape(betas.shape[0], 1, self.resolution, self.resolution)
 
     def forward(self, betas, source_pose, camera, source_depth, target_pose, target_translation):
