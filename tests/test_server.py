@@ -149,3 +149,46 @@ def test_the_generated_person_moves_with_the_template(client, subject):
         assert moving.sum() > 2000
         assert (person[moving] == own[moving]).mean() > 0.7, (i, j)
         assert (person[moving] == other[moving]).mean() < 0.3, (i, j)
+
+
+def test_serve_command_shuts_down_cleanly_on_sigterm(cpu_repository, tmp_path):
+    """`bodydance serve` in the foreground: ready on the chosen port, then SIGTERM stops it and its stubs."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import tritonclient.grpc as grpcclient
+
+    from bodydance.serving.server import free_port
+
+    grpc_port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bodydance_client.cli", "serve", "--grpc-port", str(grpc_port),
+                             "--http-port", str(free_port()), "--metrics-port", str(free_port()),
+                             "--log", str(tmp_path / "serve.log"), "--repository", str(cpu_repository)],
+                            stderr=subprocess.PIPE, text=True)
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if client.is_server_ready():
+                break
+        except Exception:
+            pass
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.5)
+    assert client.is_model_ready(C.FRAME_ENSEMBLE.name)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    time.sleep(0.5)
+    leftovers = [p for p in os.listdir("/proc") if p.isdigit() and "tritonserver" in _cmdline(p)
+                 and f"--grpc-port={grpc_port}" in _cmdline(p)]
+    assert not leftovers
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""

@@ -85,33 +85,45 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="address to bind; loopback unless you mean otherwise"),
     grpc_port: int = typer.Option(8001), http_port: int = typer.Option(8000), metrics_port: int = typer.Option(8002),
     log: Optional[Path] = typer.Option(None, help="tritonserver log file"),
+    repository: Optional[Path] = typer.Option(None, help="model repository (default: the project's cpu profile)"),
 ):
-    """Run the embedded CPU Triton server in the foreground (Ctrl-C stops it cleanly)."""
+    """Run the embedded CPU Triton server in the foreground (Ctrl-C or SIGTERM stops it cleanly)."""
     from bodydance.serving.repository import REPOSITORY_ROOT, ensure_exported
     from bodydance.serving.server import EmbeddedTritonServer
 
-    repository = REPOSITORY_ROOT / "cpu"
-    try:
-        ensure_exported(repository, log=lambda m: console.print(m))
-        server = EmbeddedTritonServer(repository, host=host, grpc_port=grpc_port, http_port=http_port,
-                                      metrics_port=metrics_port, log_path=log).start()
-    except BodyDanceError as err:
-        console.print(f"[red]error ({err.kind}):[/] {err}")
-        raise typer.Exit(2)
-    stop = {"now": False}
+    repository = repository or REPOSITORY_ROOT / "cpu"
+    stop = {"now": False, "serving": False}
+
+    class _Interrupted(Exception):
+        pass
 
     def _stop(signum, frame):
+        # Installed before start-up, so a signal during start-up stops the server too.
         stop["now"] = True
+        if not stop["serving"]:
+            raise _Interrupted()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    console.print(f"[green]serving[/] gRPC {server.grpc_url}, HTTP {host}:{server.http_port}, "
-                  f"metrics {host}:{server.metrics_port}; log {server.log_path}")
+    server = None
     try:
+        ensure_exported(repository, log=lambda m: console.print(m))
+        server = EmbeddedTritonServer(repository, host=host, grpc_port=grpc_port, http_port=http_port,
+                                      metrics_port=metrics_port, log_path=log)
+        server.start()
+        stop["serving"] = True
+        console.print(f"[green]serving[/] gRPC {server.grpc_url}, HTTP {host}:{server.http_port}, "
+                      f"metrics {host}:{server.metrics_port}; log {server.log_path}")
         while not stop["now"] and server.is_running():
             time.sleep(0.5)
+    except _Interrupted:
+        pass
+    except BodyDanceError as err:
+        console.print(f"[red]error ({err.kind}):[/] {err}")
+        raise typer.Exit(2)
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
     if not stop["now"]:
         console.print(f"[red]tritonserver exited on its own[/]; see {server.log_path}")
         raise typer.Exit(1)
