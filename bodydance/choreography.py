@@ -10,11 +10,11 @@ mirrors the signs. Knees flex about +X, hips flex forwards about -X.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
-import typer
 
 from bodydance_client.contract import JOINT_NAMES
 from bodydance_client.templates import Template, save_template
@@ -108,7 +108,11 @@ def squat_spin(seconds: float = 6.0) -> Template:
 DANCES: Dict[str, Callable[[], Template]] = {f.__name__: f for f in (wave, disco, jumping_jacks, squat_spin)}
 
 
-def main(out: Path = typer.Option(Path("client/bodydance_client/data/templates"))):
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description="Write the procedural dance templates.")
+    parser.add_argument("--out", type=Path, default=Path("client/bodydance_client/data/templates"),
+                        help="folder for the .npz files")
+    out = parser.parse_args(argv).out
     for name, make in DANCES.items():
         template = make()
         save_template(template, out / f"{name}.npz")
@@ -116,4 +120,4 @@ def main(out: Path = typer.Option(Path("client/bodydance_client/data/templates")
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    main()
