@@ -69,23 +69,25 @@ def _capsule_tables():
 class CapsuleRasterizer(torch.nn.Module):
     """Orthographic capsule z-buffer in NDC.
 
-    forward(joints ``[B,24,3]`` m, rotations ``[B,24,3,3]``, camera ``[B,3]``) ->
+    forward(joints ``[B,24,3]`` m, rotations ``[B,24,3,3]``, camera ``[B,3]``, inflate=(1.0,)) ->
+    one ``(depth, capsule, surface, covered)`` per inflation factor:
       * ``depth`` ``[B,P]`` m (front surface Z, BACKGROUND_DEPTH where empty),
       * ``capsule`` ``[B,P]`` int64 index of the front capsule,
       * ``surface`` ``[B,P,3]`` m body-space point seen at each pixel,
       * ``covered`` ``[B,P]`` bool.
-    ``inflate`` grows each radius for coverage (so flow exists beyond the
-    stand-in's outline, where hair and clothes usually are).
+    An inflation grows every radius (coverage: flow exists beyond the stand-in's
+    outline, where hair and clothes usually are). The pixel-to-bone distances are
+    computed once for all inflations.
     """
 
-    def __init__(self, resolution: int, inflate: float = 1.0):
+    def __init__(self, resolution: int):
         super().__init__()
         start, end, frame, radius, label = _capsule_tables()
         self.register_buffer("start", torch.from_numpy(start))
         self.register_buffer("end", torch.from_numpy(np.where(end < 0, 0, end)))
         self.register_buffer("end_is_head_top", torch.from_numpy(end < 0))
         self.register_buffer("frame", torch.from_numpy(frame))
-        self.register_buffer("radius", torch.from_numpy(radius * inflate))
+        self.register_buffer("radius", torch.from_numpy(radius))
         self.register_buffer("label", torch.from_numpy(label.astype(np.int64)))
         self.register_buffer("head_top", torch.from_numpy(HEAD_TOP_OFFSET.copy()))
         centres = (torch.arange(resolution, dtype=torch.float32) * 2 + 1) / resolution - 1
@@ -99,7 +101,7 @@ class CapsuleRasterizer(torch.nn.Module):
         b = torch.where(self.end_is_head_top[None, :, None], head_top, joints[:, self.end])
         return a, b
 
-    def forward(self, joints, rotations, camera):
+    def forward(self, joints, rotations, camera, inflate=(1.0,)):
         a, b = self.segment_endpoints(joints, rotations)
         s, tx, ty = camera[:, 0:1], camera[:, 1:2], camera[:, 2:3]
         # pixel -> body-space X, Y (metres) under the weak-perspective camera
@@ -114,9 +116,13 @@ class CapsuleRasterizer(torch.nn.Module):
         ey = dy - t * ab[..., 1:2]
         dist2 = ex * ex + ey * ey
         radius = self.radius[None, :, 0:1] + t * (self.radius[None, :, 1:2] - self.radius[None, :, 0:1])
+        axis_z = a[..., 2:3] + t * ab[..., 2:3]
+        return [self._front(px, py, dist2, axis_z, radius * factor) for factor in inflate]
+
+    @staticmethod
+    def _front(px, py, dist2, axis_z, radius):
         r2 = radius * radius  # tapered: radius interpolated along the bone
         inside = dist2 < r2
-        axis_z = a[..., 2:3] + t * ab[..., 2:3]
         z = axis_z + torch.sqrt((r2 - dist2).clamp_min(0.0))
         z = torch.where(inside, z, torch.full_like(z, BACKGROUND_DEPTH))
         depth, capsule = z.max(dim=1)  # [B, P]
@@ -143,13 +149,14 @@ class CorrespondenceGeometry(torch.nn.Module):
     # A target point counts as seen in the photo when its source depth is within
     # this many metres of the photo's front surface at that pixel.
     VISIBILITY_TOLERANCE_M = 0.03
+    # Flow and visibility cover capsules grown by this factor; part labels use the true radii.
+    COVERAGE_INFLATE = 1.6
 
     def __init__(self, resolution: int):
         super().__init__()
         self.resolution = resolution
         self.skeleton = PosedSkeleton()
-        self.outline = CapsuleRasterizer(resolution, inflate=1.0)
-        self.coverage = CapsuleRasterizer(resolution, inflate=1.6)
+        self.capsules = CapsuleRasterizer(resolution)
 
     def source_depth(self, betas, source_pose, camera):
         """The photo's front-surface depth ``[B,1,N,N]`` m, as the visibility test reads it.
@@ -158,7 +165,7 @@ class CorrespondenceGeometry(torch.nn.Module):
         of an arm hanging beside it and hide the arm's own pixels from every later frame.
         """
         joints, rotations = self.skeleton(betas, source_pose, torch.zeros_like(betas[:, :3]))
-        depth, _, _, _ = self.outline(joints, rotations, camera)
+        (depth, _, _, _), = self.capsules(joints, rotations, camera)
         return depth.reshape(betas.shape[0], 1, self.resolution, self.resolution)
 
     def forward(self, betas, source_pose, camera, source_depth, target_pose, target_translation):
@@ -167,14 +174,14 @@ class CorrespondenceGeometry(torch.nn.Module):
         src_joints, src_rot = self.skeleton(betas, source_pose, zero)
         tgt_joints, tgt_rot = self.skeleton(betas, target_pose, target_translation)
 
-        _, tgt_capsule, tgt_surface, tgt_covered = self.coverage(tgt_joints, tgt_rot, camera)
-        _, outline_capsule, _, outline_covered = self.outline(tgt_joints, tgt_rot, camera)
-        parts = self.outline.labels(outline_capsule, outline_covered)
+        (_, outline_capsule, _, outline_covered), (_, tgt_capsule, tgt_surface, tgt_covered) = self.capsules(
+            tgt_joints, tgt_rot, camera, inflate=(1.0, self.COVERAGE_INFLATE))
+        parts = self.capsules.labels(outline_capsule, outline_covered)
 
         # Carry each target surface point into the source pose through its bone's rigid motion
         # x_s = R_s R_t^T (x_t - j_t) + j_s, built once per capsule ([B,C,12]) and gathered per pixel:
         # 3x3 matmuls per pixel cost 7 of this stage's 24 ms in ONNX Runtime.
-        frame = self.coverage.frame  # [C]
+        frame = self.capsules.frame  # [C]
         rot = src_rot[:, frame] @ tgt_rot[:, frame].transpose(-1, -2)  # [B, C, 3, 3]
         shift = src_joints[:, frame] - (rot @ tgt_joints[:, frame][..., None])[..., 0]  # [B, C, 3]
         motion = torch.cat([rot.flatten(2), shift], dim=-1)  # [B, C, 12]

@@ -33,8 +33,8 @@ class SourceParser(torch.nn.Module):
     def forward(self, person_mask, betas, source_pose, camera):
         batch, n = betas.shape[0], self.resolution
         joints, rotations = self.geometry.skeleton(betas, source_pose, torch.zeros_like(betas[:, :3]))
-        _, capsule, _, covered = self.geometry.outline(joints, rotations, camera)
-        labels = self.geometry.outline.labels(capsule, covered).reshape(batch, 1, n, n)
+        (_, capsule, _, covered), = self.geometry.capsules(joints, rotations, camera)
+        labels = self.geometry.capsules.labels(capsule, covered).reshape(batch, 1, n, n)
         person = person_mask > 0.5
         labels = torch.where(person, labels, torch.zeros_like(labels))
         parsing = grow_labels(labels, NUM_PARTS, self.grow_steps, allowed=person).to(torch.int32)

@@ -16,7 +16,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from bodydance_client.contract import (
-    DEFAULT_RESOLUTION, ENSEMBLES, FRAME_ENSEMBLE, FRAME_STAGES, MAX_FRAME_BATCH, ONNX_STAGES,
+    DEFAULT_RESOLUTION, FRAME_ENSEMBLE, FRAME_STAGES, MAX_FRAME_BATCH, ONNX_STAGES,
     SUBJECT_ENSEMBLE, SUBJECT_RECONSTRUCTION, SUBJECT_STAGES, TRITON_DTYPE, StageContract,
 )
 
@@ -141,13 +141,5 @@ def render(cfg: pb.ModelConfig) -> str:
         text_format.MessageToString(cfg)
 
 
-def ensemble_names() -> Tuple[str, ...]:
-    return tuple(e.name for e in ENSEMBLES)
-
-
 def onnx_stage_names() -> Tuple[str, ...]:
     return tuple(c.name for c in ONNX_STAGES)
-
-
-def find(name: str) -> Optional[ModelDescription]:
-    return next((d for d in describe_models() if d.contract.name == name), None)
