@@ -1,8 +1,10 @@
 """Real photos that ship inside packages, end to end through the served pipeline: overlays and contact sheets.
 
-For each photo: the fitted open-body mesh drawn over the letterboxed photo
-(the reconstruction as the frame path sees it), and a contact sheet of the
-photo dancing a bundled template.
+For each photo (three from scikit-image and Matplotlib, one full-body frame
+of the Sports2D package's demo video committed under benchmarks/data/): the
+fitted open-body mesh drawn over the letterboxed photo (the reconstruction as
+the frame path sees it), and a contact sheet of the photo dancing a bundled
+template.
 
     python benchmarks/real_photos.py
 Writes benchmarks/results/real_<name>_overlay.png and real_<name>_sheet.png.
@@ -24,6 +26,7 @@ from bodydance_client.sdk import BodyDanceClient
 from bodydance_client.video import contact_sheet
 
 RESULTS = Path(__file__).parent / "results"
+DATA = Path(__file__).parent / "data"
 PART_COLOURS = np.array([[0, 0, 0], [230, 80, 80], [80, 160, 230], [80, 220, 120], [240, 200, 60], [200, 90, 220],
                          [60, 220, 220], [250, 140, 40]], np.float64)
 
@@ -34,7 +37,9 @@ def photos():
 
     hopper = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     return {"astronaut": skimage.data.astronaut(), "grace_hopper": np.asarray(Image.open(hopper).convert("RGB")),
-            "cameraman": np.repeat(skimage.data.camera()[..., None], 3, axis=2)}
+            "cameraman": np.repeat(skimage.data.camera()[..., None], 3, axis=2),
+            # Full body, head to feet: a frame of Sports2D's demo video (BSD-3-Clause, see data/sports2d.LICENSE.txt).
+            "sports2d": np.asarray(Image.open(DATA / "sports2d.jpg").convert("RGB"))}
 
 
 def overlay(subject, body, arrays) -> np.ndarray:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
-import zipfile
 from pathlib import Path
 
 import cv2
@@ -22,9 +18,9 @@ LEGS = [R.J[n] for n in ("left_hip", "right_hip", "left_knee", "right_knee", "le
 UPPER = [R.J[n] for n in ("neck", "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
                           "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hand", "right_hand")]
 
-# A full-body photo that ships inside a PyPI wheel: ultralytics' bus.jpg (people standing in a street).
-FULL_BODY_WHEEL = "ultralytics==8.4.190"
-FULL_BODY_MEMBER = "ultralytics/assets/bus.jpg"
+# A full-body photo, committed: a frame of the Sports2D package's demo video (BSD-3-Clause; source, crop and
+# licence in benchmarks/data/sports2d.LICENSE.txt). A man standing on a wall, arms out, head to feet in the picture.
+FULL_BODY_PHOTO = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "sports2d.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -42,27 +38,8 @@ def astronaut():
 
 @pytest.fixture(scope="module")
 def full_body_photo() -> np.ndarray:
-    """bus.jpg from the ultralytics wheel: installed package, cached copy, or `pip download` of the wheel."""
-    try:
-        import ultralytics  # noqa: F401  (only if someone installed it anyway)
-
-        path = Path(ultralytics.__file__).parent / "assets" / "bus.jpg"
-    except ImportError:
-        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bodydance" / "test_photos"
-        path = cache / "bus.jpg"
-        if not path.exists():
-            cache.mkdir(parents=True, exist_ok=True)
-            try:
-                subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache),
-                                FULL_BODY_WHEEL], check=True, timeout=180, capture_output=True)
-                wheel = next(cache.glob("ultralytics-*.whl"))
-                with zipfile.ZipFile(wheel) as z:
-                    path.write_bytes(z.read(FULL_BODY_MEMBER))
-                wheel.unlink()
-            except (subprocess.SubprocessError, StopIteration, KeyError, OSError) as err:
-                pytest.skip(f"the full-body test photo is not available offline ({err})")
-    bgr = cv2.imread(str(path))
-    assert bgr is not None, path
+    bgr = cv2.imread(str(FULL_BODY_PHOTO))
+    assert bgr is not None, FULL_BODY_PHOTO
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -287,12 +264,26 @@ def test_one_reconstructor_serves_threads(reconstructor, astronaut):
         assert np.array_equal(r.source_pose, expected.source_pose) and np.array_equal(r.camera, expected.camera)
 
 
+def _fitted_silhouette(out: R.SubjectReconstruction) -> np.ndarray:
+    import torch
+
+    from bodydance.body import BodyModel, load_open_body_arrays
+    from bodydance.reference_render import rasterize
+
+    arrays = load_open_body_arrays()
+    with torch.no_grad():
+        verts, _ = BodyModel.open_body()(torch.from_numpy(out.betas[None]), torch.from_numpy(out.source_pose[None]),
+                                         torch.zeros(1, 3))
+    return rasterize(verts[0].numpy(), arrays["faces"], out.camera, out.person_mask.shape[-1]).silhouette
+
+
 def test_full_body_photo_from_a_package(reconstructor, full_body_photo):
     n = 256
     out = reconstructor(full_body_photo)
     _check_contract(out, n)
     seen = out.joint_confidence >= R.VISIBLE
-    assert seen[LEGS].all() and seen[UPPER[:6]].all()
+    # Everything but the spine (which MediaPipe never sees) is seen, ankles and feet included.
+    assert seen[LEGS + UPPER].all() and seen[[R.J["left_foot"], R.J["right_foot"]]].all()
     fitted = _fitted_2d(out)
     error = np.linalg.norm(fitted - out.joints_2d, axis=-1)[seen] / 2
     assert error.max() < 0.03 and out.reprojection_px < 0.01 * n
@@ -301,9 +292,23 @@ def test_full_body_photo_from_a_package(reconstructor, full_body_photo):
     assert y[R.J["head"]] < y[R.J["pelvis"]] < y[R.J["left_knee"]] < y[R.J["left_ankle"]]
     assert y[R.J["pelvis"]] < y[R.J["right_knee"]] < y[R.J["right_ankle"]]
     assert np.linalg.norm(out.source_pose[[R.J["left_knee"], R.J["right_knee"]]], axis=-1).max() < 0.6
-    assert _hull_mean(out.person_mask[0], out.joints_2d[seen]) > 0.5
-    # The person (about 70 % of the photo height) spans most of the square's height.
+    # The legs are fitted to what the photo shows, not the straight default of a half-body photo.
+    assert np.abs(out.source_pose[LEGS]).max() > 0.05
+    # Full height: the fitted body spans the person from head to ankles as seen (within 5 %), and the person
+    # (about 70 % of the photo height) spans most of the square's height.
+    ankles = [R.J["left_ankle"], R.J["right_ankle"]]
+    seen_span = out.joints_2d[ankles, 1].max() - out.joints_2d[R.J["head"], 1]
+    assert abs((y[ankles].max() - y[R.J["head"]]) / seen_span - 1) < 0.05
     assert 0.4 < np.ptp(out.joints_2d[seen, 1]) / 2 < 0.9
+    assert abs(out.betas[0]) < 1.5  # an adult of ordinary height
+    # Arms held out: the wrists are further from the body's midline than the shoulders, on their own side.
+    for side, sign in (("left", 1.0), ("right", -1.0)):  # the person's left is the image's right
+        wrist, shoulder = fitted[R.J[f"{side}_wrist"], 0], fitted[R.J[f"{side}_shoulder"], 0]
+        assert sign * (wrist - shoulder) > 0.1
+    # The person mask and the fitted mesh's silhouette agree.
+    mask, silhouette = out.person_mask[0] > 0.5, _fitted_silhouette(out)
+    assert (mask & silhouette).sum() / (mask | silhouette).sum() > 0.7
+    assert out.person_mask[0, :20].max() < 0.2 and out.person_mask[0, -40:].max() < 0.2  # not the sky, not the wall
 
 
 def test_several_people_are_counted_and_the_largest_is_fitted():
