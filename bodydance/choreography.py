@@ -22,7 +22,7 @@ from bodydance_client.templates import Template, save_template
 FPS = 30.0
 J = {name: i for i, name in enumerate(JOINT_NAMES)}
 ARMS_DOWN = 1.25  # shoulder rotation that brings a T-pose arm to the side
-LEG_LENGTH_M = 0.77  # hip to ankle of the stand-in skeleton
+LEG_LENGTH_M = 0.77  # hip to ankle of the open body's skeleton
 
 
 def _frames(seconds: float):

@@ -1,10 +1,11 @@
 """Per-frame body geometry as pure tensor ops (exports to ONNX, no data-dependent control flow).
 
-The body surface is, for now, the capsule stand-in of :mod:`bodydance.skeleton`
-(a baseline until the open SMPL-format mesh lands); everything here speaks
-the contract's units: metres in body space, NDC in the image, radians in poses.
+The open SMPL-format body (:mod:`bodydance.body`) is posed by linear blend
+skinning and drawn by the tensor z-buffer of :mod:`bodydance.mesh_raster`;
+everything here speaks the contract's units: metres in body space, NDC in the
+image, radians in poses.
 
-Shapes: ``B`` batch, ``C`` capsules, ``N`` resolution, ``P = N * N`` pixels.
+Shapes: ``B`` batch, ``V`` vertices, ``N`` resolution, ``P = N * N`` pixels.
 """
 
 from __future__ import annotations
@@ -13,11 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bodydance.body import axis_angle_to_matrix
-from bodydance.skeleton import CAPSULES, HEAD_TOP_OFFSET, JOINT_SHAPEDIRS, PARENTS, REST_JOINTS
-
-BACKGROUND_DEPTH = -1.0e3  # metres; anything on the body is in front of this
-
+from bodydance.body import BodyModel, load_open_body_arrays
+from bodydance.mesh_raster import MeshRasterizer, to_pixels
 
 def sample_ndc(image: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """``grid_sample`` at NDC positions ``[B,H,W,2]`` (align_corners=False, border padding).
@@ -32,107 +30,91 @@ def sample_ndc(image: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear") 
     return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=False)
 
 
-class PosedSkeleton(torch.nn.Module):
-    """(betas ``[B,10]``, pose ``[B,24,3]`` rad, translation ``[B,3]`` m) -> joints ``[B,24,3]`` m, rotations ``[B,24,3,3]``."""
-
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("rest_joints", torch.from_numpy(REST_JOINTS.copy()))
-        self.register_buffer("joint_shapedirs", torch.from_numpy(JOINT_SHAPEDIRS.copy()))
-        self.parents = PARENTS.tolist()
-
-    def forward(self, betas, pose, translation):
-        rest = self.rest_joints + torch.einsum("jcs,bs->bjc", self.joint_shapedirs, betas)  # [B, 24, 3]
-        local = axis_angle_to_matrix(pose)  # [B, 24, 3, 3]
-        rotations, joints = [], []
-        for j, parent in enumerate(self.parents):
-            if parent < 0:
-                rotations.append(local[:, j])
-                joints.append(rest[:, j] + translation)
-            else:
-                offset = rest[:, j] - rest[:, parent]
-                rotations.append(rotations[parent] @ local[:, j])
-                joints.append(joints[parent] + (rotations[parent] @ offset[..., None])[..., 0])
-        return torch.stack(joints, 1), torch.stack(rotations, 1)
+# The camera scale (NDC per metre) up to which the frame raster is exact. Full-body photos fit near 1,
+# the half-body astronaut at 2.5; a head-and-shoulders portrait (3.6) loses about 0.1 % of its pixels.
+MAX_CAMERA_SCALE = 3.0
 
 
-def _capsule_tables():
-    start = np.asarray([c[0] for c in CAPSULES])
-    end = np.asarray([c[1] for c in CAPSULES])
-    # The joint whose frame carries the segment: the start joint when the end is its child.
-    frame = np.asarray([a if (b < 0 or PARENTS[b] == a) else PARENTS[a] for a, b, *_ in CAPSULES])
-    radius = np.asarray([(c[2], c[3]) for c in CAPSULES], dtype=np.float32)  # [C, 2] at start, end
-    label = np.asarray([c[4] for c in CAPSULES])
-    return start, end, frame, radius, label
+def fill_holes(image: torch.Tensor, known: torch.Tensor, levels: int) -> torch.Tensor:
+    """Push-pull fill: pixels where ``known`` is 0 take a smooth estimate from known pixels nearby.
+
+    image ``[B,C,N,N]``, known ``[B,1,N,N]`` in {0,1} -> ``[B,C,N,N]``; reaches about
+    ``2**levels`` pixels (``N`` divisible by ``2**levels``). Known pixels are
+    averaged down a 2x pyramid (push); the estimate is carried back up (pull),
+    each level trusting its own average where it had known pixels. Estimates
+    carry a weight, so cells with nothing known nearby never blend in as zeros.
+    """
+    nums, dens = [image * known], [known]
+    for _ in range(levels):
+        nums.append(F.avg_pool2d(nums[-1], 2))
+        dens.append(F.avg_pool2d(dens[-1], 2))
+    weight = (dens[-1] > 0).to(image.dtype)
+    estimate = nums[-1] / dens[-1].clamp_min(1e-6)
+    for num, den in zip(reversed(nums[:-1]), reversed(dens[:-1])):
+        coarse = F.interpolate(estimate * weight, scale_factor=2.0, mode="bilinear", align_corners=False)
+        coarse_weight = F.interpolate(weight, scale_factor=2.0, mode="bilinear", align_corners=False)
+        trust = den.clamp(0.0, 1.0)
+        weight = trust + (1.0 - trust) * coarse_weight
+        estimate = (trust * (num / den.clamp_min(1e-6)) + (1.0 - trust) * coarse) / weight.clamp_min(1e-6)
+    return known * image + (1.0 - known) * estimate
 
 
-class CapsuleRasterizer(torch.nn.Module):
-    """Orthographic capsule z-buffer in NDC.
+def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """``[B,1,N,N]`` {0,1} float grown by ``radius`` pixels (a square, as two 1-D max-pools)."""
+    size = 2 * radius + 1
+    wide = F.max_pool2d(mask, (1, size), stride=1, padding=(0, radius))
+    return F.max_pool2d(wide, (size, 1), stride=1, padding=(radius, 0))
 
-    forward(joints ``[B,24,3]`` m, rotations ``[B,24,3,3]``, camera ``[B,3]``, inflate=(1.0,)) ->
-    one ``(depth, capsule, surface, covered)`` per inflation factor:
-      * ``depth`` ``[B,P]`` m (front surface Z, BACKGROUND_DEPTH where empty),
-      * ``capsule`` ``[B,P]`` int64 index of the front capsule,
-      * ``surface`` ``[B,P,3]`` m body-space point seen at each pixel,
-      * ``covered`` ``[B,P]`` bool.
-    An inflation grows every radius (coverage: flow exists beyond the stand-in's
-    outline, where hair and clothes usually are). The pixel-to-bone distances are
-    computed once for all inflations.
+
+class PosedBodyRaster(torch.nn.Module):
+    """The open body posed, projected and drawn.
+
+    forward(betas ``[B,10]``, pose ``[B,24,3]`` rad, translation ``[B,3]`` m, camera ``[B,3]``) ->
+    (points ``[B,V,3]`` (col px, row px, Z m), world rotations ``[B,24,3,3]``, :class:`MeshRaster`).
     """
 
-    def __init__(self, resolution: int):
+    def __init__(self, resolution: int, max_scale: float = MAX_CAMERA_SCALE):
         super().__init__()
-        start, end, frame, radius, label = _capsule_tables()
-        self.register_buffer("start", torch.from_numpy(start))
-        self.register_buffer("end", torch.from_numpy(np.where(end < 0, 0, end)))
-        self.register_buffer("end_is_head_top", torch.from_numpy(end < 0))
-        self.register_buffer("frame", torch.from_numpy(frame))
-        self.register_buffer("radius", torch.from_numpy(radius))
-        self.register_buffer("label", torch.from_numpy(label.astype(np.int64)))
-        self.register_buffer("head_top", torch.from_numpy(HEAD_TOP_OFFSET.copy()))
-        centres = (torch.arange(resolution, dtype=torch.float32) * 2 + 1) / resolution - 1
-        yy, xx = torch.meshgrid(centres, centres, indexing="ij")
-        self.register_buffer("pixels", torch.stack([xx.reshape(-1), yy.reshape(-1)], -1))  # [P, 2] NDC
+        self.resolution = resolution
+        arrays = load_open_body_arrays()
+        self.body = BodyModel.open_body()
+        self.raster = MeshRasterizer(arrays["faces"], arrays["v_template"], resolution, max_scale)
+        self.register_buffer("vertex_part", torch.from_numpy(arrays["part_labels"].astype(np.int64)))
+        self.register_buffer("vertex_joint", torch.from_numpy(arrays["weights"].argmax(1).astype(np.int64)))
 
-    def segment_endpoints(self, joints, rotations):
-        """-> capsule start and end points ``[B,C,3]`` m."""
-        a = joints[:, self.start]
-        head_top = joints[:, self.end] + (rotations[:, self.end] @ self.head_top)
-        b = torch.where(self.end_is_head_top[None, :, None], head_top, joints[:, self.end])
-        return a, b
+    def forward(self, betas, pose, translation, camera):
+        vertices, _, rotations = self.body.posed(betas, pose, translation)
+        points = to_pixels(vertices, camera, self.resolution)
+        return points, rotations, self.raster(points)
 
-    def forward(self, joints, rotations, camera, inflate=(1.0,)):
-        a, b = self.segment_endpoints(joints, rotations)
-        s, tx, ty = camera[:, 0:1], camera[:, 1:2], camera[:, 2:3]
-        # pixel -> body-space X, Y (metres) under the weak-perspective camera
-        px = (self.pixels[None, :, 0] - tx) / s  # [B, P]
-        py = -(self.pixels[None, :, 1] - ty) / s
-        ab = b - a  # [B, C, 3]
-        ab_len2 = (ab[..., :2] ** 2).sum(-1).clamp_min(1e-8)  # [B, C]
-        dx = px[:, None, :] - a[..., 0:1]  # [B, C, P]
-        dy = py[:, None, :] - a[..., 1:2]
-        t = ((dx * ab[..., 0:1] + dy * ab[..., 1:2]) / ab_len2[..., None]).clamp(0.0, 1.0)
-        ex = dx - t * ab[..., 0:1]
-        ey = dy - t * ab[..., 1:2]
-        dist2 = ex * ex + ey * ey
-        radius = self.radius[None, :, 0:1] + t * (self.radius[None, :, 1:2] - self.radius[None, :, 0:1])
-        axis_z = a[..., 2:3] + t * ab[..., 2:3]
-        return [self._front(px, py, dist2, axis_z, radius * factor) for factor in inflate]
+    def project(self, betas, pose, translation, camera):
+        """Like forward, without drawing: (points, rotations)."""
+        vertices, _, rotations = self.body.posed(betas, pose, translation)
+        return to_pixels(vertices, camera, self.resolution), rotations
 
-    @staticmethod
-    def _front(px, py, dist2, axis_z, radius):
-        r2 = radius * radius  # tapered: radius interpolated along the bone
-        inside = dist2 < r2
-        z = axis_z + torch.sqrt((r2 - dist2).clamp_min(0.0))
-        z = torch.where(inside, z, torch.full_like(z, BACKGROUND_DEPTH))
-        depth, capsule = z.max(dim=1)  # [B, P]
-        covered = depth > BACKGROUND_DEPTH * 0.5
-        surface = torch.stack([px, py, depth], -1)
-        return depth, capsule, surface, covered
+    def corners(self, raster):
+        """``[B,P,3]`` vertex indices of each pixel's face (face 0's where empty)."""
+        return self.body.faces[raster.face.clamp_min(0)]
 
-    def labels(self, capsule, covered):
+    def nearest_vertex(self, raster, corners):
+        """``[B,P]`` the face corner with the largest barycentric weight, as the reference renderer labels."""
+        return torch.gather(corners, 2, raster.barycentric.argmax(-1, keepdim=True))[..., 0]
+
+    def parts(self, raster, nearest):
         """Part label ``[B,P]`` int64 (0 = background)."""
-        return torch.where(covered, self.label[capsule], torch.zeros_like(capsule))
+        return torch.where(raster.covered, self.vertex_part[nearest], torch.zeros_like(nearest))
+
+
+def _interpolate(per_vertex, corners, barycentric):
+    """per_vertex ``[B,V,C]``, corners ``[B,P,3]`` vertex indices, barycentric ``[B,P,3]`` -> ``[B,P,C]``.
+
+    One row Gather on the flattened table and three weighted adds: ONNX Runtime's
+    GatherElements with an expanded index and a ReduceSum over 3 cost 9 ms here.
+    """
+    batch, vertices = per_vertex.shape[:2]
+    rows = per_vertex.reshape(batch * vertices, -1)
+    index = corners + torch.arange(batch, device=corners.device)[:, None, None] * vertices
+    return sum(rows[index[..., k]] * barycentric[..., k:k + 1] for k in range(3))
 
 
 class CorrespondenceGeometry(torch.nn.Module):
@@ -140,70 +122,76 @@ class CorrespondenceGeometry(torch.nn.Module):
 
     forward(betas ``[B,10]``, source_pose ``[B,24,3]`` rad, camera ``[B,3]``,
     source_depth ``[B,1,N,N]`` m, target_pose ``[B,24,3]`` rad, target_translation ``[B,3]`` m) ->
-    flow ``[B,2,N,N]`` NDC, visibility ``[B,1,N,N]`` {0,1}, parts ``[B,1,N,N]`` int32.
+    flow ``[B,2,N,N]`` NDC (-2 where no source), visibility ``[B,1,N,N]`` {0,1}, parts ``[B,1,N,N]`` int32.
 
-    ``source_depth`` is rendered once per photo (:meth:`source_depth`, in the
-    source parser), not once per frame.
+    On the body, each target pixel's surface point (face and barycentric weights)
+    is found again on the body in the photo's pose. Hair and clothes reach past
+    the bare body: within ``margin`` pixels of it, the flow continues the nearest
+    body pixels' bones' in-plane motion. ``source_depth`` is rendered once per
+    photo (:meth:`source_depth`, in the source parser), not once per frame.
     """
 
     # A target point counts as seen in the photo when its source depth is within
     # this many metres of the photo's front surface at that pixel.
     VISIBILITY_TOLERANCE_M = 0.03
-    # Flow and visibility cover capsules grown by this factor; part labels use the true radii.
-    COVERAGE_INFLATE = 1.6
 
-    def __init__(self, resolution: int):
+    def __init__(self, resolution: int, max_scale: float = MAX_CAMERA_SCALE):
         super().__init__()
         self.resolution = resolution
-        self.skeleton = PosedSkeleton()
-        self.capsules = CapsuleRasterizer(resolution)
+        self.surface = PosedBodyRaster(resolution, max_scale)
+        self.margin = max(2, resolution // 24)
+        self.fill_levels = int(np.ceil(np.log2(self.margin))) + 1
+        centres = (torch.arange(resolution, dtype=torch.float32) * 2 + 1) / resolution - 1
+        yy, xx = torch.meshgrid(centres, centres, indexing="ij")
+        self.register_buffer("pixels", torch.stack([xx.reshape(-1), yy.reshape(-1)], -1))  # [P, 2] NDC
 
     def source_depth(self, betas, source_pose, camera):
-        """The photo's front-surface depth ``[B,1,N,N]`` m, as the visibility test reads it.
+        """The photo's front-surface depth ``[B,1,N,N]`` m, as the visibility test reads it."""
+        _, _, raster = self.surface(betas, source_pose, torch.zeros_like(betas[:, :3]), camera)
+        return raster.depth.reshape(betas.shape[0], 1, self.resolution, self.resolution)
 
-        Drawn with the true radii, not the inflated coverage: an inflated torso would stand in front
-        of an arm hanging beside it and hide the arm's own pixels from every later frame.
-        """
-        joints, rotations = self.skeleton(betas, source_pose, torch.zeros_like(betas[:, :3]))
-        (depth, _, _, _), = self.capsules(joints, rotations, camera)
-        return depth.reshape(betas.shape[0], 1, self.resolution, self.resolution)
+    def _to_ndc(self, px):
+        return (px + 0.5) * (2.0 / self.resolution) - 1.0
 
     def forward(self, betas, source_pose, camera, source_depth, target_pose, target_translation):
         batch, n = betas.shape[0], self.resolution
-        zero = torch.zeros_like(target_translation)
-        src_joints, src_rot = self.skeleton(betas, source_pose, zero)
-        tgt_joints, tgt_rot = self.skeleton(betas, target_pose, target_translation)
+        src_points, src_rot = self.surface.project(betas, source_pose, torch.zeros_like(target_translation), camera)
+        _, tgt_rot, raster = self.surface(betas, target_pose, target_translation, camera)
+        corners = self.surface.corners(raster)  # [B, P, 3]
+        nearest = self.surface.nearest_vertex(raster, corners)
+        parts = self.surface.parts(raster, nearest)
+        covered = raster.covered
 
-        (_, outline_capsule, _, outline_covered), (_, tgt_capsule, tgt_surface, tgt_covered) = self.capsules(
-            tgt_joints, tgt_rot, camera, inflate=(1.0, self.COVERAGE_INFLATE))
-        parts = self.capsules.labels(outline_capsule, outline_covered)
+        # Beyond the body: x_src = c + A x_tgt in NDC, A the in-plane part of the skinned motion
+        # R_s R_t^T (the image's y axis points down, hence the sign flips), c from the body pixel;
+        # (c, A, seen) spread outward by push-pull, so the map is continued rather than the flow smeared.
+        # A is blended per vertex by the skinning weights, so it varies smoothly across faces.
+        motion = src_rot @ tgt_rot.transpose(-1, -2)  # [B, 24, 3, 3]
+        in_plane = torch.stack([motion[..., 0, 0], -motion[..., 0, 1], -motion[..., 1, 0], motion[..., 1, 1]], -1)
+        per_vertex = torch.cat([src_points, self.surface.body.weights @ in_plane], -1)  # [B, V, 7]
+        carried = _interpolate(per_vertex, corners, raster.barycentric)  # [B, P, 7]
+        src, a = carried[..., :3], carried[..., 3:]
+        body_x, body_y = self._to_ndc(src[..., 0]), self._to_ndc(src[..., 1])
+        grid = torch.stack([body_x, body_y], -1).reshape(batch, n, n, 2)
+        front = sample_ndc(source_depth, grid, mode="nearest").reshape(batch, -1)
+        seen = covered & (src[..., 2] >= front - self.VISIBILITY_TOLERANCE_M)
 
-        # Carry each target surface point into the source pose through its bone's rigid motion
-        # x_s = R_s R_t^T (x_t - j_t) + j_s, built once per capsule ([B,C,12]) and gathered per pixel:
-        # 3x3 matmuls per pixel cost 7 of this stage's 24 ms in ONNX Runtime.
-        frame = self.capsules.frame  # [C]
-        rot = src_rot[:, frame] @ tgt_rot[:, frame].transpose(-1, -2)  # [B, C, 3, 3]
-        shift = src_joints[:, frame] - (rot @ tgt_joints[:, frame][..., None])[..., 0]  # [B, C, 3]
-        motion = torch.cat([rot.flatten(2), shift], dim=-1)  # [B, C, 12]
-        per_pixel = torch.gather(motion, 1, tgt_capsule[..., None].expand(-1, -1, 12))  # [B, P, 12]
-        x, y, z = tgt_surface[..., 0], tgt_surface[..., 1], tgt_surface[..., 2]
-        src_points = torch.stack([
-            per_pixel[..., 3 * k] * x + per_pixel[..., 3 * k + 1] * y + per_pixel[..., 3 * k + 2] * z + per_pixel[..., 9 + k]
-            for k in range(3)], dim=-1)  # [B, P, 3]
-
-        s, tx, ty = camera[:, 0:1], camera[:, 1:2], camera[:, 2:3]
-        flow_x = s * src_points[..., 0] + tx
-        flow_y = -s * src_points[..., 1] + ty
+        px, py = self.pixels[None, :, 0], self.pixels[None, :, 1]
+        c_x = body_x - (a[..., 0] * px + a[..., 1] * py)
+        c_y = body_y - (a[..., 2] * px + a[..., 3] * py)
+        fields = torch.stack([c_x, c_y, a[..., 0], a[..., 1], a[..., 2], a[..., 3], seen.to(c_x.dtype)], 1)
+        known = covered.to(c_x.dtype).reshape(batch, 1, n, n)
+        spread = fill_holes(fields.reshape(batch, 7, n, n), known, self.fill_levels).reshape(batch, 7, -1)
+        near = dilate(known, self.margin).reshape(batch, -1) > 0.5  # [B, P]
+        flow_x = spread[:, 0] + spread[:, 2] * px + spread[:, 3] * py
+        flow_y = spread[:, 1] + spread[:, 4] * px + spread[:, 5] * py
+        flow_x = torch.where(covered, body_x, flow_x)
+        flow_y = torch.where(covered, body_y, flow_y)
         flow = torch.stack([flow_x, flow_y], 1)  # [B, 2, P]
-        flow = torch.where(tgt_covered[:, None, :], flow, torch.full_like(flow, -2.0))
+        flow = torch.where(near[:, None], flow, torch.full_like(flow, -2.0))
 
-        # Visibility: is the carried point the front surface of the photo's render?
-        grid = flow.reshape(batch, 2, n, n).permute(0, 2, 3, 1)
-        front = sample_ndc(source_depth, grid, mode="nearest")
-        front = front.reshape(batch, -1)
         in_view = (flow_x.abs() <= 1.0) & (flow_y.abs() <= 1.0)
-        visible = tgt_covered & in_view & (src_points[..., 2] >= front - self.VISIBILITY_TOLERANCE_M)
-
+        visible = in_view & (seen | (~covered & near & (spread[:, 6] > 0.5)))  # (ORT has no boolean Where)
         return (
             flow.reshape(batch, 2, n, n),
             visible.to(torch.float32).reshape(batch, 1, n, n),

@@ -12,12 +12,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bodydance.geometry import CorrespondenceGeometry, grow_labels, sample_ndc
+from bodydance.geometry import CorrespondenceGeometry, fill_holes, grow_labels, sample_ndc
 from bodydance_client.contract import NUM_PARTS, STYLE_DIM
 
 
 class SourceParser(torch.nn.Module):
-    """Baseline source parsing: the fitted stand-in body's parts, grown to fill the person mask;
+    """Baseline source parsing: the fitted body's parts, grown to fill the person mask;
     and the body's depth in the photo, rendered here once so no frame renders it again.
 
     (person_mask ``[B,1,N,N]``, betas ``[B,10]``, source_pose ``[B,24,3]`` rad, camera ``[B,3]``)
@@ -32,32 +32,14 @@ class SourceParser(torch.nn.Module):
 
     def forward(self, person_mask, betas, source_pose, camera):
         batch, n = betas.shape[0], self.resolution
-        joints, rotations = self.geometry.skeleton(betas, source_pose, torch.zeros_like(betas[:, :3]))
-        (_, capsule, _, covered), = self.geometry.capsules(joints, rotations, camera)
-        labels = self.geometry.capsules.labels(capsule, covered).reshape(batch, 1, n, n)
+        surface = self.geometry.surface
+        _, _, raster = surface(betas, source_pose, torch.zeros_like(betas[:, :3]), camera)
+        labels = surface.parts(raster, surface.nearest_vertex(raster, surface.corners(raster)))
+        labels = labels.reshape(batch, 1, n, n)
         person = person_mask > 0.5
         labels = torch.where(person, labels, torch.zeros_like(labels))
         parsing = grow_labels(labels, NUM_PARTS, self.grow_steps, allowed=person).to(torch.int32)
-        return parsing, self.geometry.source_depth(betas, source_pose, camera)
-
-
-def _fill_holes(image, known, levels: int):
-    """Push-pull fill: pixels where ``known`` is 0 take a smooth estimate from known pixels nearby.
-
-    image ``[B,3,N,N]``, known ``[B,1,N,N]`` in {0,1} -> ``[B,3,N,N]``. Known
-    pixels are averaged down a 2x pyramid (push), then the estimate is carried
-    back up, each level trusting its own average where it had known pixels (pull).
-    """
-    nums, dens = [image * known], [known]
-    for _ in range(levels):
-        nums.append(F.avg_pool2d(nums[-1], 2))
-        dens.append(F.avg_pool2d(dens[-1], 2))
-    estimate = nums[-1] / dens[-1].clamp_min(1e-6)
-    for num, den in zip(reversed(nums[:-1]), reversed(dens[:-1])):
-        coarse = F.interpolate(estimate, scale_factor=2.0, mode="bilinear", align_corners=False)
-        trust = den.clamp(0.0, 1.0)
-        estimate = trust * (num / den.clamp_min(1e-6)) + (1.0 - trust) * coarse
-    return torch.where(known > 0.5, image, estimate)
+        return parsing, raster.depth.reshape(batch, 1, n, n)
 
 
 class StyleEncoder(torch.nn.Module):
@@ -97,7 +79,7 @@ class StyleEncoder(torch.nn.Module):
         background_known = (person_mask < 0.5).to(source_image.dtype)
         # Grow the hole a little so the person's fringe does not smear into the plate.
         background_known = 1.0 - F.max_pool2d(1.0 - background_known, 5, stride=1, padding=2)
-        background = _fill_holes(source_image, background_known, self.levels)
+        background = fill_holes(source_image, background_known, self.levels)
         return style, background
 
 

@@ -16,9 +16,10 @@ import torch
 from bodydance_client.contract import StageContract
 from bodydance_export.onnx_runtime import run_onnxruntime
 
-# GridSample keeps its opset-16 mode names up to 19; opset 20 renames them and
-# TensorRT then silently falls back to nearest.
-ONNX_OPSET = 17
+# 18: ScatterElements with a max reduction (the mesh z-buffer). GridSample keeps its
+# opset-16 mode names up to 19; opset 20 renames them and TensorRT then silently
+# falls back to nearest.
+ONNX_OPSET = 18
 
 
 class ExportCheckError(RuntimeError):
@@ -30,7 +31,7 @@ class Tolerance:
     """Agreement needed between two runs of one output.
 
     Floats: ``|a - b| <= atol + rtol * |b|`` on at least ``min_fraction`` of the
-    elements (the geometry has per-pixel ties at capsule borders, where a last
+    elements (the geometry has per-pixel ties on triangle edges, where a last
     ulp can flip a pixel). Integer outputs: exact on ``min_fraction``.
     """
 
@@ -39,7 +40,10 @@ class Tolerance:
     min_fraction: float
 
 
-ONNX_TOLERANCE = Tolerance(atol=1e-3, rtol=1e-3, min_fraction=0.999)
+# 5e-3: a third of a pixel of flow at 256 px and about one uint8 level. The flow past the body is a
+# push-pull average over tens of pixels, so one edge tie that differs where the body passes through
+# itself moves it by about 0.25 px (measured on the random sample poses).
+ONNX_TOLERANCE = Tolerance(atol=5e-3, rtol=1e-3, min_fraction=0.999)
 # Half precision: flow is in NDC (1 px = 2/N), images in [0, 1] or uint8 steps.
 FP16_TOLERANCE = Tolerance(atol=2.0 / 256, rtol=1e-2, min_fraction=0.99)
 
