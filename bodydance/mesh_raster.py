@@ -1,15 +1,16 @@
 """Triangle-mesh z-buffer as pure tensor ops: static shapes, no loops over data, exports to ONNX.
 
 Each triangle tests the pixel centres of a fixed ``K x K`` window anchored at
-the top-left of its bounding box. The nearest surface wins through one
-``ScatterElements(reduction="max")`` (opset 18) of int32 keys that hold the
-depth (16 bits, relative to the body's own depth range) above the face index
-(15 bits), so one pass keeps both. Triangles are grouped by size, each group
-with the smallest window that covers its largest member at ``max_scale`` (the
-camera scale, NDC per metre, up to which the raster is exact; beyond it the
-largest triangles lose pixels on their far side). ONNX Runtime runs the
-scatter natively; TensorRT runs scatter reductions through its
-ScatterElements plugin.
+the top-left of its bounding box. The nearest surface wins through
+``ScatterElements(reduction="max")`` (opset 18, chained over groups of
+triangles) of int32 keys that hold the depth (16 bits, relative to the body's
+own depth range) above the face index (15 bits), so one pass keeps both.
+Triangles are grouped by size, each group with the smallest window that
+covers its largest member at ``max_scale`` (the camera scale, NDC per metre,
+up to which the raster is exact; beyond it the largest triangles lose pixels
+on their far side). ONNX Runtime runs the scatters natively; TensorRT runs
+scatter reductions through its ScatterElements plugin (int32 data, int64
+indices).
 
 Tensor contract (``B`` batch, ``V`` vertices, ``N`` resolution, ``P = N * N``):
 
@@ -117,11 +118,16 @@ class MeshRasterizer(torch.nn.Module):
         # Faces are kept grouped by window side; `face_order` maps back to the caller's indices.
         self.register_buffer("face_order", torch.from_numpy(order.astype(np.int64)))
         self.register_buffer("faces", torch.from_numpy(np.asarray(faces, np.int64)[order]))
+        self.pad = int(sides.max())
+        canvas = (resolution + 2 * self.pad) ** 2
         self.groups = []  # (first face, face count, side)
         for side in np.unique(sides):
             members = np.nonzero(sides[order] == side)[0]
-            self.groups.append((int(members[0]), len(members), int(side)))
-        self.pad = int(sides.max())
+            # Each scatter gets at most as many updates as the canvas has pixels: TensorRT's ONNX
+            # parser has asserted that indices are no larger than the data (NVIDIA/TensorRT#3650).
+            chunk = max(1, canvas // int(side * side))
+            for start in range(0, len(members), chunk):
+                self.groups.append((int(members[start]), min(chunk, len(members) - start), int(side)))
         if len(faces) > FACE_LIMIT:
             raise ValueError(f"{len(faces)} faces: the z-buffer keys hold at most {FACE_LIMIT}")
         # Which face each tested pixel belongs to: the low bits of its key.
