@@ -10,12 +10,16 @@ Shapes: ``B`` batch, ``V`` vertices, ``N`` resolution, ``P = N * N`` pixels.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from bodydance.body import BodyModel, load_open_body_arrays
 from bodydance.mesh_raster import MeshRasterizer, to_pixels
+from bodydance_client.templates import bundled_templates, load_bundled
+
 
 def sample_ndc(image: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """``grid_sample`` at NDC positions ``[B,H,W,2]`` (align_corners=False, border padding).
@@ -66,6 +70,36 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     return F.max_pool2d(wide, (size, 1), stride=1, padding=(radius, 0))
 
 
+# Headroom over the stretch the bundled dances reach, for poses they do not hold.
+STRETCH_HEADROOM = 1.1
+
+
+@functools.lru_cache(maxsize=1)
+def skinning_stretch() -> np.ndarray:
+    """``[F]`` longest posed edge / longest rest edge of each open-body triangle, at its worst over
+    every frame of the bundled dances, times ``STRETCH_HEADROOM`` (at least 1.05).
+
+    Triangles that span a joint stretch when it bends (up to 2.6x in ``disco``); triangles bound
+    to one bone do not. Sizing each raster window by its own triangle's stretch costs no more
+    than one flat factor would, and leaves no triangle of those dances outside its window.
+    Computed once per process (about a second).
+    """
+    body = BodyModel.open_body()
+
+    def longest(vertices):
+        corners = vertices[..., body.faces, :]
+        return (corners - torch.roll(corners, 1, dims=-2)).norm(dim=-1).amax(-1)
+
+    rest = longest(body.v_template)
+    worst = torch.ones_like(rest)
+    with torch.no_grad():
+        for name in bundled_templates():
+            for poses in torch.from_numpy(load_bundled(name).poses).split(64):
+                vertices, _ = body(torch.zeros(len(poses), 10), poses, torch.zeros(len(poses), 3))
+                worst = torch.maximum(worst, (longest(vertices) / rest).amax(0))
+    return np.maximum(1.05, STRETCH_HEADROOM * worst.numpy())
+
+
 class PosedBodyRaster(torch.nn.Module):
     """The open body posed, projected and drawn.
 
@@ -78,7 +112,7 @@ class PosedBodyRaster(torch.nn.Module):
         self.resolution = resolution
         arrays = load_open_body_arrays()
         self.body = BodyModel.open_body()
-        self.raster = MeshRasterizer(arrays["faces"], arrays["v_template"], resolution, max_scale)
+        self.raster = MeshRasterizer(arrays["faces"], arrays["v_template"], resolution, max_scale, skinning_stretch())
         self.register_buffer("vertex_part", torch.from_numpy(arrays["part_labels"].astype(np.int64)))
         self.register_buffer("vertex_joint", torch.from_numpy(arrays["weights"].argmax(1).astype(np.int64)))
 

@@ -29,8 +29,6 @@ import numpy as np
 import torch
 
 BACKGROUND_DEPTH = -1.0e3  # metres; anything on the body is in front of this
-# Skinning stretches edges near bent joints; windows are sized for edges this much longer than at rest.
-SKINNING_STRETCH = 1.15
 FACE_BITS = 15  # z-buffer key: depth level above the face index, in an int32
 FACE_LIMIT = 1 << FACE_BITS
 DEPTH_LEVELS = (1 << 16) - 1
@@ -56,15 +54,18 @@ class MeshRaster:
         return self.face >= 0
 
 
-def window_sizes(faces: np.ndarray, rest_vertices: np.ndarray, resolution: int, max_scale: float) -> np.ndarray:
+def window_sizes(faces: np.ndarray, rest_vertices: np.ndarray, resolution: int, max_scale: float,
+                 stretch=1.0) -> np.ndarray:
     """``[F]`` window side (pixels) each triangle needs at ``max_scale`` NDC/m.
 
-    A projected edge never exceeds the 3D edge times the scale, and an interval
-    of length ``e`` holds at most ``floor(e) + 1`` pixel centres.
+    ``stretch`` (scalar or ``[F]``) is how much longer than at rest a triangle's
+    edges may become once posed (skinning stretches triangles that span a bent
+    joint). A projected edge never exceeds the 3D edge times the scale, and an
+    interval of length ``e`` holds at most ``floor(e) + 1`` pixel centres.
     """
     corners = rest_vertices[faces]  # [F, 3, 3]
     longest = np.max(np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=-1), axis=1)
-    extent_px = longest * SKINNING_STRETCH * max_scale * resolution / 2.0
+    extent_px = longest * np.asarray(stretch) * max_scale * resolution / 2.0
     return np.floor(extent_px).astype(np.int64) + 1
 
 
@@ -106,14 +107,16 @@ class MeshRasterizer(torch.nn.Module):
 
     ``faces`` ``[F,3]`` int and ``rest_vertices`` ``[V,3]`` m (to size the windows)
     are fixed at construction; ``max_scale`` is the camera scale (NDC per metre)
-    the windows are sized for.
+    and ``stretch`` the posed-to-rest edge ratio (see :func:`window_sizes`) the
+    windows are sized for.
     """
 
-    def __init__(self, faces: np.ndarray, rest_vertices: np.ndarray, resolution: int, max_scale: float):
+    def __init__(self, faces: np.ndarray, rest_vertices: np.ndarray, resolution: int, max_scale: float,
+                 stretch=1.0):
         super().__init__()
         self.resolution = resolution
         sides = group_windows(window_sizes(np.asarray(faces), np.asarray(rest_vertices, np.float64), resolution,
-                                           max_scale))
+                                           max_scale, stretch))
         order = np.argsort(sides, kind="stable")
         # Faces are kept grouped by window side; `face_order` maps back to the caller's indices.
         self.register_buffer("face_order", torch.from_numpy(order.astype(np.int64)))

@@ -147,3 +147,26 @@ def test_flow_continues_past_the_body_and_stops_at_the_margin():
     from scipy import ndimage
     far = ~ndimage.binary_dilation(body, iterations=geometry.margin + 1, structure=np.ones((3, 3)))
     assert not has_flow[far].any()
+
+
+def test_every_triangle_of_the_bundled_dances_fits_its_raster_window():
+    """At the largest camera scale the windows are sized for, no posed triangle outgrows its window."""
+    from bodydance.geometry import MAX_CAMERA_SCALE
+    from bodydance.mesh_raster import to_pixels
+    from bodydance_client.templates import bundled_templates, load_bundled
+
+    n = 256
+    surface = CorrespondenceGeometry(n).surface
+    raster = surface.raster
+    sides = np.zeros(len(raster.faces), np.int64)
+    for first, count, side in raster.groups:
+        sides[first:first + count] = side
+    for name in bundled_templates():
+        poses = torch.from_numpy(load_bundled(name).poses[::3])
+        with torch.no_grad():
+            vertices, _ = surface.body(torch.zeros(len(poses), 10), poses, torch.zeros(len(poses), 3))
+            camera = torch.tensor([[MAX_CAMERA_SCALE, 0.0, 0.0]]).expand(len(poses), 3)
+            corners = to_pixels(vertices, camera, n)[:, raster.faces, :2].numpy()  # [T, F, 3, 2]
+        # pixel centres a window must hold, along its longer axis
+        needed = (np.floor(corners.max(2)) - np.ceil(corners.min(2)) + 1).max(-1)
+        assert (needed <= sides).all(), f"{name}: {(needed > sides).sum()} triangles outgrow their windows"
