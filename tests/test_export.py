@@ -52,3 +52,22 @@ def test_fp16_check_catches_overflow():
     inputs["source_image"] = np.ones_like(inputs["source_image"])
     with pytest.raises(ExportCheckError, match="FP16"):
         check_fp16(SumsPixels(), STYLE_ENCODER, inputs)
+
+
+def test_an_export_made_from_other_sources_is_stale(tmp_path):
+    """A `git pull` that changes the geometry must not leave the old ONNX files serving."""
+    from bodydance.serving.model_configs import onnx_stage_names
+    from bodydance.serving.repository import stale_onnx
+    from bodydance_export.fingerprint import source_fingerprint
+
+    current = source_fingerprint()
+    for name in onnx_stage_names():
+        version = tmp_path / name / "1"
+        version.mkdir(parents=True)
+        (version / "model.onnx").write_bytes(b"stand-in")
+        (version / "export_report.json").write_text(json.dumps({"source_fingerprint": current}))
+    assert stale_onnx(tmp_path) == []
+    first = onnx_stage_names()[0]
+    (tmp_path / first / "1" / "export_report.json").write_text(json.dumps({"source_fingerprint": "older"}))
+    (tmp_path / onnx_stage_names()[1] / "1" / "model.onnx").unlink()
+    assert stale_onnx(tmp_path) == [first, onnx_stage_names()[1]]

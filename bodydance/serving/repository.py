@@ -85,18 +85,30 @@ def build_cpu_repository(root: Path, resolution: int) -> Path:
     return root
 
 
-def missing_onnx(repository: Path) -> list:
-    from bodydance.serving.model_configs import onnx_stage_names
+def stale_onnx(repository: Path) -> list:
+    """ONNX stages that are missing, or were exported from other sources than the ones installed now."""
+    import json
 
-    return [name for name in onnx_stage_names() if not (repository / name / "1" / "model.onnx").exists()]
+    from bodydance.serving.model_configs import onnx_stage_names
+    from bodydance_export.fingerprint import source_fingerprint
+
+    current = source_fingerprint()
+    stale = []
+    for name in onnx_stage_names():
+        version = repository / name / "1"
+        report = version / "export_report.json"
+        made_from = json.loads(report.read_text()).get("source_fingerprint") if report.exists() else None
+        if not (version / "model.onnx").exists() or made_from != current:
+            stale.append(name)
+    return stale
 
 
 def ensure_exported(repository: Path, log=print) -> None:
-    """Export the ONNX stages into ``repository`` if any is missing (needs the 'export' extra)."""
-    missing = missing_onnx(repository)
-    if not missing:
+    """Export the ONNX stages into ``repository`` when any is missing or stale (needs the 'export' extra)."""
+    stale = stale_onnx(repository)
+    if not stale:
         return
-    log(f"exporting {', '.join(missing)} (first run only)")
+    log(f"exporting {', '.join(stale)} (missing, or made from older sources)")
     from bodydance.serving.model_configs import RESOLUTION
     from bodydance_export.pipeline import export_all
 

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from bodydance.stages import STAGE_MODULES
 from bodydance_client.contract import DEFAULT_RESOLUTION, ONNX_STAGES, StageContract
+from bodydance_export.fingerprint import source_fingerprint
 from bodydance_export.precision import FP32_STAGES
 from bodydance_export.sample_inputs import sample_inputs
 from bodydance_export.steps import check_fp16, check_parity, cleanup_graph, export_onnx
@@ -23,7 +24,8 @@ def export_stage(contract: StageContract, resolution: int, version_dir: Path, fp
     example = sample_inputs(contract, resolution, batch=2, seed=1)
     path = version_dir / "model.onnx"
     precision = "fp32" if contract.name in FP32_STAGES else "fp16"
-    report = {"stage": contract.name, "resolution": resolution, "baseline": True, "precision": precision}
+    report = {"stage": contract.name, "resolution": resolution, "baseline": True, "precision": precision,
+              "source_fingerprint": source_fingerprint()}
     t0 = time.perf_counter()
     export_onnx(module, contract, example, path)
     report["cleanup"] = cleanup_graph(path)
