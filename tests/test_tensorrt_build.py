@@ -353,12 +353,16 @@ def _fake_tensorrt(layers, calls):
             pass
 
         def parse_from_file(self, path):
+            assert "plugins" in calls, "plugins must be registered before parsing (ScatterElements reductions)"
             calls["parsed"] = path
             return True
 
+    def init_libnvinfer_plugins(logger, namespace):
+        calls["plugins"] = namespace
+
     return types.SimpleNamespace(
         __version__="10.5.0", Logger=type("Logger", (), {"WARNING": 2, "VERBOSE": 4, "__init__": lambda s, lvl: None}),
-        Builder=Builder, OnnxParser=OnnxParser, network=network,
+        Builder=Builder, OnnxParser=OnnxParser, network=network, init_libnvinfer_plugins=init_libnvinfer_plugins,
         float32=_DType.FLOAT, float16=_DType.HALF, int32=_DType.INT32,
         MemoryPoolType=types.SimpleNamespace(WORKSPACE="workspace"),
         BuilderFlag=types.SimpleNamespace(FP16="fp16", OBEY_PRECISION_CONSTRAINTS="obey"),

@@ -76,6 +76,14 @@ def import_tensorrt():
     return trt
 
 
+def load_plugins(trt, logger) -> None:
+    """Register TensorRT's bundled plugins: the mesh z-buffer's ScatterElements(reduction="max")
+    parses to the ScatterElements plugin, and plans that hold it need it again to deserialize."""
+    init = getattr(trt, "init_libnvinfer_plugins", None)
+    if init is not None:
+        init(logger, "")
+
+
 def tensorrt_major(trt) -> int:
     try:
         return int(str(trt.__version__).split(".")[0])
@@ -229,6 +237,7 @@ def build_engine(onnx_path, plan_path, *, min_batch: int, opt_batch: int, max_ba
     profile_shapes = derive_profile(onnx_path, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch)
 
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
+    load_plugins(trt, logger)
     builder = trt.Builder(logger)
     flags = 0
     if tensorrt_major(trt) < 10:  # TensorRT 10 networks are always explicit-batch; 8.x must ask for it
@@ -389,6 +398,7 @@ def run_plan_with_tensorrt(plan_bytes: bytes, inputs: Mapping[str, np.ndarray], 
     trt = trt if trt is not None else import_tensorrt()
     cuda = cuda if cuda is not None else CudaRuntime()
     logger = trt.Logger(trt.Logger.WARNING)
+    load_plugins(trt, logger)
     runtime = trt.Runtime(logger)
     engine = runtime.deserialize_cuda_engine(plan_bytes)
     if engine is None:
