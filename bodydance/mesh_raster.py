@@ -172,7 +172,9 @@ class MeshRasterizer(torch.nn.Module):
         coeffs, corner_xy = self.plane_coefficients(points)  # [B, F, 9], [B, F, 3, 2]
         # Each window's top-left pixel centre, held on the canvas; a window moved this way tests pixels
         # its face does not cover, which the exact inside test rejects.
-        origin = torch.ceil(corner_xy.amin(dim=2)).clamp(-pad, n)  # [B, F, 2]
+        origin = torch.ceil(corner_xy.amin(dim=2))  # [B, F, 2]
+        # NaN (a corrupt camera or pose) must not become an out-of-range index: such a body draws nothing.
+        origin = torch.where(torch.isnan(origin), torch.full_like(origin, -pad), origin).clamp(-pad, n)
         # Depth levels span this item's own depth range: 16 bits over a body's metre or so is 0.02 mm.
         # (In FP32 even in the FP16 check: 65535 levels pass FP16's range.)
         z_min = points[..., 2].amin(1)[:, None].float()  # [B, 1]

@@ -84,6 +84,37 @@ def test_raw_requests_with_wrong_tensors_are_invalid_argument(server, subject):
     raw.close()
 
 
+def test_a_request_holding_nan_gets_its_own_error_and_spares_its_batch_mates(server, subject):
+    """NaN in a subject tensor sent straight to the frame ensemble: INVALID_ARGUMENT naming the tensor,
+    while good requests sent at the same time (and maybe batched with it) still get their frames."""
+    import queue
+
+    raw = grpcclient.InferenceServerClient(server.grpc_url)
+    pose, shift = np.zeros((1, 24, 3), np.float32), np.zeros((1, 3), np.float32)
+
+    def inputs(camera):
+        tensors = {s.name: subject.tensors[s.name] for s in C.FRAME_SUBJECT_TENSORS}
+        tensors["camera"] = camera
+        return [_raw_input(name, value) for name, value in tensors.items()] + [
+            _raw_input("target_pose", pose), _raw_input("target_translation", shift)]
+
+    bad_camera = subject.tensors["camera"].copy()
+    bad_camera[0, 0] = np.nan
+    answers = queue.Queue()
+    for label, camera in [("good", subject.tensors["camera"]), ("bad", bad_camera), ("good", subject.tensors["camera"])]:
+        raw.async_infer(C.FRAME_ENSEMBLE.name, inputs(camera),
+                        callback=lambda result, error, label=label: answers.put((label, result, error)))
+    outcomes = [answers.get(timeout=60) for _ in range(3)]
+    for label, result, error in outcomes:
+        if label == "good":
+            assert error is None, error
+            assert result.as_numpy(C.FRAME.name).shape[0] == 1
+        else:
+            assert error is not None and "INVALID_ARGUMENT" in str(error.status())
+            assert "camera" in error.message() and "NaN" in error.message()
+    raw.close()
+
+
 def test_a_model_that_fails_to_load_is_named_at_startup(cpu_repository, tmp_path):
     import shutil
 

@@ -36,14 +36,33 @@ class TritonPythonModel:
     def execute(self, requests):
         feeds = [{name: pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.input_names}
                  for r in requests]
-        sizes = [next(iter(f.values())).shape[0] for f in feeds]
-        batch = {name: np.concatenate([f[name] for f in feeds]) if len(feeds) > 1 else feeds[0][name]
-                 for name in self.input_names}
-        outputs = self.session.run(self.output_names, batch)
+        # A request holding NaN or inf is answered with its own error and left out of the batch, so
+        # it cannot poison the requests dynamic batching put beside it.
+        problems = [_non_finite(feed) for feed in feeds]
+        good = [feed for feed, problem in zip(feeds, problems) if problem is None]
+        outputs = self._run(good) if good else []
         responses, start = [], 0
-        for size in sizes:
+        for feed, problem in zip(feeds, problems):
+            if problem is not None:
+                responses.append(pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(problem, pb_utils.TritonError.INVALID_ARG)))
+                continue
+            size = next(iter(feed.values())).shape[0]
             tensors = [pb_utils.Tensor(name, np.ascontiguousarray(out[start:start + size]))
                        for name, out in zip(self.output_names, outputs)]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += size
         return responses
+
+    def _run(self, feeds):
+        batch = {name: np.concatenate([f[name] for f in feeds]) if len(feeds) > 1 else feeds[0][name]
+                 for name in self.input_names}
+        return self.session.run(self.output_names, batch)
+
+
+def _non_finite(feed):
+    """A message naming the first float input that holds NaN or inf, or None."""
+    for name, value in feed.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            return f"input '{name}' holds NaN or infinite values"
+    return None
