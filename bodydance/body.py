@@ -50,6 +50,26 @@ def load_open_body_arrays(path: Path = OPEN_BODY) -> dict:
         return {k: data[k] for k in data.files}
 
 
+def mirror_map(vertices, tolerance_m: float = 1e-3) -> np.ndarray:
+    """``[V]`` index of the vertex at each vertex's mirror image across the body's X = 0 plane.
+
+    vertices ``[V,3]`` m at rest. SMPL-format bodies are left-right symmetric (the open
+    body to 0.1 mm); a mesh that is not raises ``ValueError``.
+    """
+    rest = torch.as_tensor(np.asarray(vertices, np.float32))
+    mirrored = rest * torch.tensor([-1.0, 1.0, 1.0])
+    distances, indices = [], []
+    for chunk in mirrored.split(2048):
+        distance, index = torch.cdist(chunk, rest).min(1)
+        distances.append(distance)
+        indices.append(index)
+    distance, index = torch.cat(distances), torch.cat(indices)
+    if float(distance.max()) > tolerance_m:
+        raise ValueError(f"the mesh is not left-right symmetric: a vertex's mirror image is {float(distance.max()):.4f} m "
+                         "from every vertex")
+    return index.numpy()
+
+
 class BodyModel(torch.nn.Module):
     """SMPL-format LBS: shape blend, joint regression, pose correctives, skinning."""
 

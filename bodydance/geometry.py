@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bodydance.body import BodyModel, load_open_body_arrays
+from bodydance.body import BodyModel, load_open_body_arrays, mirror_map
 from bodydance.mesh_raster import MeshRasterizer, to_pixels
 from bodydance_client.templates import bundled_templates, load_bundled
 
@@ -100,6 +100,12 @@ def skinning_stretch() -> np.ndarray:
     return np.maximum(1.05, STRETCH_HEADROOM * worst.numpy())
 
 
+@functools.lru_cache(maxsize=1)
+def open_body_mirror() -> np.ndarray:
+    """``[V]`` each open-body vertex's left-right mirror vertex (computed once per process)."""
+    return mirror_map(load_open_body_arrays()["v_template"])
+
+
 class PosedBodyRaster(torch.nn.Module):
     """The open body posed, projected and drawn.
 
@@ -114,7 +120,7 @@ class PosedBodyRaster(torch.nn.Module):
         self.body = BodyModel.open_body()
         self.raster = MeshRasterizer(arrays["faces"], arrays["v_template"], resolution, max_scale, skinning_stretch())
         self.register_buffer("vertex_part", torch.from_numpy(arrays["part_labels"].astype(np.int64)))
-        self.register_buffer("vertex_joint", torch.from_numpy(arrays["weights"].argmax(1).astype(np.int64)))
+        self.register_buffer("mirror", torch.from_numpy(open_body_mirror().astype(np.int64)))  # [V]
 
     def forward(self, betas, pose, translation, camera):
         vertices, _, rotations = self.body.posed(betas, pose, translation)
@@ -159,9 +165,11 @@ class CorrespondenceGeometry(torch.nn.Module):
     flow ``[B,2,N,N]`` NDC (-2 where no source), visibility ``[B,1,N,N]`` {0,1}, parts ``[B,1,N,N]`` int32.
 
     On the body, each target pixel's surface point (face and barycentric weights)
-    is found again on the body in the photo's pose. Hair and clothes reach past
-    the bare body: within ``margin`` pixels of it, the flow continues the nearest
-    body pixels' bones' in-plane motion. ``source_depth`` is rendered once per
+    is found again on the body in the photo's pose; where the photo hides it but
+    shows its left-right mirror image, the flow points there instead (visibility
+    then means "has a source pixel to copy"). Hair and clothes reach past the
+    bare body: within ``margin`` pixels of it, the flow continues the nearest
+    body pixels' skinned in-plane motion. ``source_depth`` is rendered once per
     photo (:meth:`source_depth`, in the source parser), not once per frame.
     """
 
@@ -187,6 +195,12 @@ class CorrespondenceGeometry(torch.nn.Module):
     def _to_ndc(self, px):
         return (px + 0.5) * (2.0 / self.resolution) - 1.0
 
+    def _in_front(self, source_depth, x, y, z):
+        """``[B,P]`` whether the source points at NDC (x, y) with depth z m are the photo's front surface."""
+        grid = torch.stack([x, y], -1).reshape(x.shape[0], self.resolution, self.resolution, 2)
+        front = sample_ndc(source_depth, grid, mode="nearest").reshape(x.shape[0], -1)
+        return z >= front - self.VISIBILITY_TOLERANCE_M
+
     def forward(self, betas, source_pose, camera, source_depth, target_pose, target_translation):
         batch, n = betas.shape[0], self.resolution
         src_points, src_rot = self.surface.project(betas, source_pose, torch.zeros_like(target_translation), camera)
@@ -206,9 +220,7 @@ class CorrespondenceGeometry(torch.nn.Module):
         carried = _interpolate(per_vertex, corners, raster.barycentric)  # [B, P, 7]
         src, a = carried[..., :3], carried[..., 3:]
         body_x, body_y = self._to_ndc(src[..., 0]), self._to_ndc(src[..., 1])
-        grid = torch.stack([body_x, body_y], -1).reshape(batch, n, n, 2)
-        front = sample_ndc(source_depth, grid, mode="nearest").reshape(batch, -1)
-        seen = covered & (src[..., 2] >= front - self.VISIBILITY_TOLERANCE_M)
+        seen = covered & self._in_front(source_depth, body_x, body_y, src[..., 2])
 
         px, py = self.pixels[None, :, 0], self.pixels[None, :, 1]
         c_x = body_x - (a[..., 0] * px + a[..., 1] * py)
@@ -219,6 +231,14 @@ class CorrespondenceGeometry(torch.nn.Module):
         near = dilate(known, self.margin).reshape(batch, -1) > 0.5  # [B, P]
         flow_x = spread[:, 0] + spread[:, 2] * px + spread[:, 3] * py
         flow_y = spread[:, 1] + spread[:, 4] * px + spread[:, 5] * py
+        # Surface the photo hides may show its mirror image (the other arm, the other side of the
+        # face): left and right of a person mostly look alike, so it borrows that point's pixels.
+        mirrored = _interpolate(src_points, self.surface.mirror[corners], raster.barycentric)  # [B, P, 3]
+        mirror_x, mirror_y = self._to_ndc(mirrored[..., 0]), self._to_ndc(mirrored[..., 1])
+        borrow = covered & ~seen & self._in_front(source_depth, mirror_x, mirror_y, mirrored[..., 2])
+        body_x = torch.where(borrow, mirror_x, body_x)
+        body_y = torch.where(borrow, mirror_y, body_y)
+        seen = seen | borrow
         flow_x = torch.where(covered, body_x, flow_x)
         flow_y = torch.where(covered, body_y, flow_y)
         flow = torch.stack([flow_x, flow_y], 1)  # [B, 2, P]
