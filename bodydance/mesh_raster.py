@@ -122,15 +122,15 @@ class MeshRasterizer(torch.nn.Module):
         self.register_buffer("face_order", torch.from_numpy(order.astype(np.int64)))
         self.register_buffer("faces", torch.from_numpy(np.asarray(faces, np.int64)[order]))
         self.pad = int(sides.max())
-        canvas = (resolution + 2 * self.pad) ** 2
         self.groups = []  # (first face, face count, side)
         for side in np.unique(sides):
             members = np.nonzero(sides[order] == side)[0]
-            # Each scatter gets at most as many updates as the canvas has pixels: TensorRT's ONNX
-            # parser has asserted that indices are no larger than the data (NVIDIA/TensorRT#3650).
-            chunk = max(1, canvas // int(side * side))
-            for start in range(0, len(members), chunk):
-                self.groups.append((int(members[start]), min(chunk, len(members) - start), int(side)))
+            self.groups.append((int(members[0]), len(members), int(side)))
+        # The z-buffer is a padded canvas, flattened, with room to spare so that no scatter has more
+        # updates than the buffer has entries: TensorRT's ONNX parser has asserted that indices are
+        # no larger than the data (NVIDIA/TensorRT#3650). One scatter per group keeps the graph small.
+        self.canvas_side = resolution + 2 * self.pad
+        self.buffer_size = max(self.canvas_side ** 2, max(count * side * side for _, count, side in self.groups))
         if len(faces) > FACE_LIMIT:
             raise ValueError(f"{len(faces)} faces: the z-buffer keys hold at most {FACE_LIMIT}")
         # Which face each tested pixel belongs to: the low bits of its key.
@@ -166,8 +166,7 @@ class MeshRasterizer(torch.nn.Module):
         return torch.stack(list(w0) + list(w1) + list(z), dim=-1), corner_xy
 
     def forward(self, points: torch.Tensor) -> MeshRaster:
-        n, pad = self.resolution, self.pad
-        side_len = n + 2 * pad  # the z-buffer is drawn on a canvas padded by the largest window, then cropped
+        n, pad, side_len = self.resolution, self.pad, self.canvas_side  # drawn on a padded canvas, then cropped
         batch = points.shape[0]
         coeffs, corner_xy = self.plane_coefficients(points)  # [B, F, 9], [B, F, 3, 2]
         # Each window's top-left pixel centre, held on the canvas; a window moved this way tests pixels
@@ -180,31 +179,32 @@ class MeshRasterizer(torch.nn.Module):
         z_min = points[..., 2].amin(1)[:, None].float()  # [B, 1]
         z_step = (points[..., 2].amax(1)[:, None].float() - z_min).clamp_min(1e-6) / DEPTH_LEVELS
         # Planes re-anchored at each window's origin (w = a + b * dx + c * dy), the depth plane in levels,
-        # and each window's first canvas index: per tested pixel, only the offsets remain.
+        # and each window's first canvas index: per tested pixel, only the offsets remain. One table,
+        # sliced once per group, keeps the exported graph small (ORT pays per node).
         ox, oy = origin[..., 0], origin[..., 1]  # [B, F]
         anchored = [coeffs[..., 3 * k] + coeffs[..., 3 * k + 1] * ox + coeffs[..., 3 * k + 2] * oy for k in range(3)]
-        w0a, w1a = anchored[0], anchored[1]
-        za = (anchored[2].float() - z_min) / z_step
-        zb, zc = coeffs[..., 7].float() / z_step, coeffs[..., 8].float() / z_step
+        table = torch.stack([anchored[0], coeffs[..., 1], coeffs[..., 2], anchored[1], coeffs[..., 4], coeffs[..., 5],
+                             (anchored[2].float() - z_min) / z_step, coeffs[..., 7].float() / z_step,
+                             coeffs[..., 8].float() / z_step], dim=-1)  # [B, F, 9]
         base = (oy + pad).to(torch.int64) * side_len + (ox + pad).to(torch.int64)  # [B, F]
-        best = torch.full((batch, side_len * side_len), -1, dtype=torch.int32, device=points.device)
+        best = torch.full((batch, self.buffer_size), -1, dtype=torch.int32, device=points.device)
         offset = 0
         for first, count, side in self.groups:
             faces = slice(first, first + count)
-            dx, dy = self._offsets(side, points)
-            w0 = w0a[:, faces, None] + coeffs[:, faces, 1:2] * dx + coeffs[:, faces, 2:3] * dy  # [B, f, K*K]
-            w1 = w1a[:, faces, None] + coeffs[:, faces, 4:5] * dx + coeffs[:, faces, 5:6] * dy
+            dx, dy = self._offsets(side, points)  # [1, 1, K*K]
+            w0a, w0x, w0y, w1a, w1x, w1y, za, zx, zy = table[:, faces].split(1, dim=-1)  # each [B, f, 1]
+            w0 = w0a + w0x * dx + w0y * dy  # [B, f, K*K]
+            w1 = w1a + w1x * dx + w1y * dy
             inside = (w0 >= 0) & (w1 >= 0) & (w0 + w1 <= 1)
-            level = (za[:, faces, None] + zb[:, faces, None] * dx.float() + zc[:, faces, None] * dy.float())
-            level = level.clamp(0, DEPTH_LEVELS).to(torch.int32)
+            level = (za + zx * dx + zy * dy).clamp(0, DEPTH_LEVELS).to(torch.int32)
             face_id = self.candidate_face[:, offset:offset + count * side * side].reshape(1, count, -1)
             key = torch.where(inside, level * FACE_LIMIT + face_id, torch.full_like(level, -1))
             step = torch.arange(side, device=points.device)
             within = (step[:, None] * side_len + step[None, :]).reshape(1, 1, -1)  # [1, 1, K*K] canvas offsets
             pixels = base[:, faces, None] + within
-            # One scatter per group, chained: cheaper than concatenating ~2M candidates first.
-            best = _ScatterMax.apply(best, pixels.reshape(batch, -1), key.reshape(batch, -1))
+            best = _ScatterMax.apply(best, pixels.flatten(1), key.flatten(1))
             offset += count * side * side
+        best = best[:, :side_len * side_len]
         best = best.reshape(batch, side_len, side_len)[:, pad:pad + n, pad:pad + n].reshape(batch, n * n)
         face = torch.where(best >= 0, best % FACE_LIMIT, best).to(torch.int64)  # [B, P] index into grouped faces
         covered = face >= 0
