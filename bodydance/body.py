@@ -17,7 +17,7 @@ Two sources, one module: :meth:`BodyModel.from_npz` (the committed open body,
 ``bodydance/derive_open_body.py``; read without pickle) and
 :meth:`BodyModel.from_smpl` for users who hold an SMPL licence (official files
 load through the ``smplx`` package's own loader). Written with plain tensor ops
-(no in-place slice assignment, so no ScatterND) so it exports to ONNX (opset 17).
+(no in-place slice assignment, so no ScatterND) so it exports to ONNX.
 """
 
 from __future__ import annotations
