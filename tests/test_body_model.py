@@ -228,3 +228,18 @@ def test_body_exports_to_onnx_with_parity(body, tmp_path):
         torch_verts, torch_joints = body(*(torch.from_numpy(v) for v in feeds.values()))
     assert np.abs(onnx_verts - torch_verts.numpy()).max() < 1e-4
     assert np.abs(onnx_joints - torch_joints.numpy()).max() < 1e-4
+
+
+def test_mirror_map_swaps_left_and_right(arrays):
+    from bodydance.body import mirror_map
+
+    vertices = arrays["v_template"]
+    mirror = mirror_map(vertices)
+    assert (mirror[mirror] == np.arange(len(mirror))).mean() > 0.999  # an involution (midline ties aside)
+    assert np.abs(vertices[mirror] * [-1, 1, 1] - vertices).max() < 1e-3
+    parts = arrays["part_labels"]
+    assert (parts[mirror] == parts).all()  # a left forearm maps to the right forearm
+    lopsided = vertices.copy()
+    lopsided[np.argmax(lopsided[:, 0])] += [0.05, 0.0, 0.0]  # stretch one fingertip of one hand
+    with pytest.raises(ValueError, match="not left-right symmetric"):
+        mirror_map(lopsided)
