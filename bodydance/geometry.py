@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from bodydance.body import BodyModel, load_open_body_arrays, mirror_map
 from bodydance.mesh_raster import MeshRasterizer, to_pixels
+from bodydance_client.contract import MAX_CAMERA_SCALE
 from bodydance_client.templates import bundled_templates, load_bundled
 
 
@@ -34,9 +35,9 @@ def sample_ndc(image: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear") 
     return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=False)
 
 
-# The camera scale (NDC per metre) up to which the frame raster is exact. Full-body photos fit near 1,
-# the half-body astronaut at 2.5; a head-and-shoulders portrait (3.6) loses about 0.1 % of its pixels.
-MAX_CAMERA_SCALE = 3.0
+# MAX_CAMERA_SCALE (contract): the camera scale up to which the frame raster is exact. Full-body photos
+# fit near 1, the half-body astronaut at 2.5; a head-and-shoulders portrait (3.6) loses about 0.1 % of
+# its pixels, and the client SDK warns when a subject's camera passes it.
 
 
 def fill_holes(image: torch.Tensor, known: torch.Tensor, levels: int) -> torch.Tensor:

@@ -52,6 +52,25 @@ def test_frames_are_valid_images_that_move(client, subject):
     assert np.abs(frames[0].astype(int) - frames[8].astype(int)).mean() > 0.5  # the dancer moved
 
 
+def test_a_photo_framed_too_close_warns_and_still_dances(client, subject):
+    """Grace Hopper's head-and-shoulders portrait fits a camera scale of about 3.6, past the scale the frame
+    raster's windows are sized for: prepare() says so; the astronaut (2.5) does not trigger it."""
+    import warnings
+    from pathlib import Path
+
+    import matplotlib
+
+    assert subject.tensors["camera"][0, 0] < C.MAX_CAMERA_SCALE
+    portrait = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    with pytest.warns(RuntimeWarning, match="camera scale 3"):
+        close = client.prepare(portrait)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        client.prepare(subject.photo)
+    frame = next(iter(client.frames(close, "wave")))
+    assert frame.std() > 10
+
+
 def test_bad_photos_get_typed_errors_and_the_server_stays_up(client, subject):
     with pytest.raises(BadImageError):
         client.prepare(b"\x89PNG but not really")

@@ -33,6 +33,9 @@ NUM_JOINTS = 24
 NUM_BETAS = 10
 STYLE_DIM = 16
 MAX_FRAME_BATCH = 8
+# Camera scale (NDC per metre) up to which the frame geometry draws every pixel of the body: its
+# raster windows are sized for it. Closer framings (head and shoulders) lose pixels on the largest triangles.
+MAX_CAMERA_SCALE = 3.0
 
 # Largest photo side the server accepts; the client downsizes bigger photos
 # before sending, so this bounds server memory per request.

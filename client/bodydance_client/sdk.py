@@ -15,6 +15,7 @@ import os
 import threading
 import time
 import uuid
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 
@@ -94,6 +95,11 @@ def subject_request(image: np.ndarray):
 def subject_from_result(result, image: np.ndarray) -> "Subject":
     tensors = {s.name: result.as_numpy(s.name) for s in C.SUBJECT_TENSORS}
     count = int(result.as_numpy(C.PERSON_COUNT.name).reshape(-1)[0])
+    scale = float(tensors[C.CAMERA.name].reshape(-1)[0])
+    if scale > C.MAX_CAMERA_SCALE:
+        warnings.warn(f"the person fills the photo (camera scale {scale:.2f} NDC/m, above {C.MAX_CAMERA_SCALE}): "
+                      "frames may miss pixels on the body's largest triangles; a photo showing more of the body "
+                      "avoids it", RuntimeWarning, stacklevel=3)
     return Subject(tensors, image.shape[:2], count, photo=image)
 
 
