@@ -124,8 +124,7 @@ class PosedBodyRaster(torch.nn.Module):
         self.register_buffer("mirror", torch.from_numpy(open_body_mirror().astype(np.int64)))  # [V]
 
     def forward(self, betas, pose, translation, camera):
-        vertices, _, rotations = self.body.posed(betas, pose, translation)
-        points = to_pixels(vertices, camera, self.resolution)
+        points, rotations = self.project(betas, pose, translation, camera)
         return points, rotations, self.raster(points)
 
     def project(self, betas, pose, translation, camera):

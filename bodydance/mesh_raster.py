@@ -133,11 +133,6 @@ class MeshRasterizer(torch.nn.Module):
         self.buffer_size = max(self.canvas_side ** 2, max(count * side * side for _, count, side in self.groups))
         if len(faces) > FACE_LIMIT:
             raise ValueError(f"{len(faces)} faces: the z-buffer keys hold at most {FACE_LIMIT}")
-        # Which face each tested pixel belongs to: the low bits of its key.
-        ids = np.concatenate([np.repeat(np.arange(first, first + count), side * side)
-                              for first, count, side in self.groups])
-        self.register_buffer("candidate_face", torch.from_numpy(ids.astype(np.int32))[None])  # [1, M]
-        self.candidates = len(ids)
 
     @staticmethod
     def _offsets(side: int, like: torch.Tensor):
@@ -188,7 +183,6 @@ class MeshRasterizer(torch.nn.Module):
                              coeffs[..., 8].float() / z_step], dim=-1)  # [B, F, 9]
         base = (oy + pad).to(torch.int64) * side_len + (ox + pad).to(torch.int64)  # [B, F]
         best = torch.full((batch, self.buffer_size), -1, dtype=torch.int32, device=points.device)
-        offset = 0
         for first, count, side in self.groups:
             faces = slice(first, first + count)
             dx, dy = self._offsets(side, points)  # [1, 1, K*K]
@@ -197,13 +191,13 @@ class MeshRasterizer(torch.nn.Module):
             w1 = w1a + w1x * dx + w1y * dy
             inside = (w0 >= 0) & (w1 >= 0) & (w0 + w1 <= 1)
             level = (za + zx * dx + zy * dy).clamp(0, DEPTH_LEVELS).to(torch.int32)
-            face_id = self.candidate_face[:, offset:offset + count * side * side].reshape(1, count, -1)
+            # the face index fills the key's low bits
+            face_id = torch.arange(first, first + count, dtype=torch.int32, device=points.device)[None, :, None]
             key = torch.where(inside, level * FACE_LIMIT + face_id, torch.full_like(level, -1))
             step = torch.arange(side, device=points.device)
             within = (step[:, None] * side_len + step[None, :]).reshape(1, 1, -1)  # [1, 1, K*K] canvas offsets
             pixels = base[:, faces, None] + within
             best = _ScatterMax.apply(best, pixels.flatten(1), key.flatten(1))
-            offset += count * side * side
         best = best[:, :side_len * side_len]
         best = best.reshape(batch, side_len, side_len)[:, pad:pad + n, pad:pad + n].reshape(batch, n * n)
         face = torch.where(best >= 0, best % FACE_LIMIT, best).to(torch.int64)  # [B, P] index into grouped faces

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import bodydance
 import bodydance_client
-
 import bodydance_export
 
 
