@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from bodydance.stages import STAGE_MODULES
+from bodydance.stages.registry import STAGE_MODULES
 from bodydance_client.contract import FRAME_STAGES, ONNX_STAGES
 from bodydance_export.pipeline import export_stage
 from bodydance_export.sample_inputs import sample_inputs

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bodydance.stages import FramePath
+from bodydance.stages.registry import FramePath
 from bodydance_client.contract import FRAME_ENSEMBLE
 from bodydance_export.sample_inputs import sample_inputs
 

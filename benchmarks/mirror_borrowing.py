@@ -20,7 +20,9 @@ import torch
 
 import synthetic_transfer as synthetic
 from bodydance.body import BodyModel, load_open_body_arrays
-from bodydance.stages import FramePath, SourceParser, StyleEncoder
+from bodydance.stages.parsing import SourceParser
+from bodydance.stages.registry import FramePath
+from bodydance.stages.style import StyleEncoder
 
 RESULTS = Path(__file__).parent / "results"
 N = synthetic.N

@@ -32,7 +32,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from bodydance.body import BodyModel, load_open_body_arrays
 from bodydance.reference_render import interpolate, rasterize
-from bodydance.skeleton import forward_kinematics, project, shaped_rest_joints
+from bodydance.skeleton import pose_skeleton, project, shaped_rest_joints
 from bodydance_client import contract as C
 from bodydance_client.errors import NoPersonError
 from bodydance_client.sdk import BodyDanceClient, frame_request, tensor_input
@@ -263,8 +263,8 @@ def main():
                 fitted = {s.name: subject.tensors[s.name][0] for s in C.SUBJECT_TENSORS}
                 outputs["ours, fitted"] = frame_for(raw, subject.tensors, pose_b, shift_b)
                 rest = shaped_rest_joints(fitted["betas"])
-                fit_a, _ = forward_kinematics(fitted["source_pose"], rest)
-                fit_b, _ = forward_kinematics(pose_b, rest)
+                fit_a, _ = pose_skeleton(fitted["source_pose"], rest)
+                fit_b, _ = pose_skeleton(pose_b, rest)
                 fitted_2d_a = project(fit_a, fitted["camera"])
                 target_2d = project(fit_b + shift_b, fitted["camera"])
                 outputs["2D affine warp"] = affine_baseline(photo, fitted_2d_a, target_2d)

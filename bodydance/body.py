@@ -27,21 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bodydance.kinematics import axis_angle_to_matrix, forward_kinematics
 from bodydance_client.contract import JOINT_PARENTS, NUM_BETAS, NUM_JOINTS
 
 OPEN_BODY = Path(__file__).parent / "data" / "open_body.npz"
-
-
-def axis_angle_to_matrix(rotvec: torch.Tensor) -> torch.Tensor:
-    """``[..., 3]`` radians -> ``[..., 3, 3]`` (Rodrigues; stable at zero angle)."""
-    angle = torch.sqrt((rotvec * rotvec).sum(-1, keepdim=True) + 1e-12)
-    axis = rotvec / angle
-    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
-    zero = torch.zeros_like(x)
-    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(rotvec.shape[:-1] + (3, 3))
-    s, c = torch.sin(angle)[..., None], torch.cos(angle)[..., None]
-    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device)
-    return eye + s * k + (1.0 - c) * (k @ k)
 
 
 def load_open_body_arrays(path: Path = OPEN_BODY) -> dict:
@@ -139,18 +128,10 @@ class BodyModel(torch.nn.Module):
         return vertices, joints
 
     def joint_transforms(self, pose: torch.Tensor, rest_joints: torch.Tensor):
-        """World rotations ``[B,24,3,3]`` and posed joints ``[B,24,3]`` by forward kinematics."""
+        """World rotations ``[B,24,3,3]``, posed joints ``[B,24,3]`` and local rotations ``[B,24,3,3]``."""
         local = axis_angle_to_matrix(pose)
-        rotations, joints = [], []
-        for j, parent in enumerate(self.parents):
-            if parent < 0:
-                rotations.append(local[:, j])
-                joints.append(rest_joints[:, j])
-            else:
-                offset = rest_joints[:, j] - rest_joints[:, parent]
-                rotations.append(rotations[parent] @ local[:, j])
-                joints.append(joints[parent] + (rotations[parent] @ offset[..., None])[..., 0])
-        return torch.stack(rotations, 1), torch.stack(joints, 1), local
+        rotations, joints = forward_kinematics(local, rest_joints, self.parents)
+        return rotations, joints, local
 
     def forward(self, betas, pose, translation):
         vertices, joints, _ = self.posed(betas, pose, translation)

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bodydance.kinematics import forward_kinematics
 from bodydance_client.contract import JOINT_NAMES, JOINT_PARENTS, PART_NAMES
 
 OUT = Path(__file__).parent / "data" / "open_body.npz"
@@ -144,17 +145,10 @@ def t_pose_transforms(joints: np.ndarray) -> np.ndarray:
             world = _rotation_between(bone, target) @ parent_world
             local[j] = parent_world.T @ world
             parent_world = world
-    world_rot, posed = np.zeros((24, 3, 3)), np.zeros((24, 3))
+    world_rot, posed = forward_kinematics(local, joints, PARENTS)
     transforms = np.repeat(np.eye(4)[None], 24, 0)
-    for j in range(24):
-        p = PARENTS[j]
-        if p < 0:
-            world_rot[j], posed[j] = local[j], joints[j]
-        else:
-            world_rot[j] = world_rot[p] @ local[j]
-            posed[j] = posed[p] + world_rot[p] @ (joints[j] - joints[p])
-        transforms[j, :3, :3] = world_rot[j]
-        transforms[j, :3, 3] = posed[j] - world_rot[j] @ joints[j]
+    transforms[:, :3, :3] = world_rot
+    transforms[:, :3, 3] = posed - (world_rot @ joints[..., None])[..., 0]
     return transforms
 
 

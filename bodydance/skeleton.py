@@ -17,7 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bodydance.kinematics import axis_angle_to_matrix, forward_kinematics
 from bodydance_client.contract import JOINT_PARENTS, NUM_JOINTS
+
+__all__ = ("PARENTS", "REST_JOINTS", "JOINT_SHAPEDIRS", "shaped_rest_joints", "axis_angle_to_matrix",
+           "matrix_to_axis_angle", "pose_skeleton", "project")
 
 PARENTS = np.asarray(JOINT_PARENTS, dtype=np.int64)
 OPEN_BODY = Path(__file__).parent / "data" / "open_body.npz"
@@ -35,18 +39,6 @@ def shaped_rest_joints(betas: np.ndarray) -> np.ndarray:
     return REST_JOINTS + JOINT_SHAPEDIRS @ np.asarray(betas, np.float32)
 
 
-def axis_angle_to_matrix(rotvec: np.ndarray) -> np.ndarray:
-    """``[..., 3]`` radians -> ``[..., 3, 3]`` rotation matrices (Rodrigues)."""
-    angle = np.linalg.norm(rotvec, axis=-1, keepdims=True)
-    axis = rotvec / np.maximum(angle, 1e-8)
-    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
-    zero = np.zeros_like(x)
-    k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=-1).reshape(rotvec.shape[:-1] + (3, 3))
-    s, c = np.sin(angle)[..., None], np.cos(angle)[..., None]
-    eye = np.broadcast_to(np.eye(3, dtype=rotvec.dtype), k.shape)
-    return eye + s * k + (1 - c) * (k @ k)
-
-
 def matrix_to_axis_angle(matrix: np.ndarray) -> np.ndarray:
     """``[..., 3, 3]`` -> ``[..., 3]`` radians (angles below pi)."""
     cos = np.clip((np.trace(matrix, axis1=-2, axis2=-1) - 1) / 2, -1.0, 1.0)
@@ -59,18 +51,11 @@ def matrix_to_axis_angle(matrix: np.ndarray) -> np.ndarray:
     return vec * scale[..., None]
 
 
-def forward_kinematics(pose: np.ndarray, rest_joints: np.ndarray):
-    """Pose ``[24, 3]`` rad + rest joints ``[24, 3]`` m -> (posed joints ``[24, 3]`` m, global rotations ``[24, 3, 3]``)."""
-    local = axis_angle_to_matrix(pose.astype(np.float64))
-    rotations = np.zeros((NUM_JOINTS, 3, 3))
-    joints = np.zeros((NUM_JOINTS, 3))
-    for j in range(NUM_JOINTS):
-        p = PARENTS[j]
-        if p < 0:
-            rotations[j], joints[j] = local[j], rest_joints[j]
-        else:
-            rotations[j] = rotations[p] @ local[j]
-            joints[j] = joints[p] + rotations[p] @ (rest_joints[j] - rest_joints[p])
+def pose_skeleton(pose: np.ndarray, rest_joints: np.ndarray):
+    """Pose ``[..., 24, 3]`` rad + rest joints ``[24, 3]`` m -> (posed joints ``[..., 24, 3]`` m,
+    world rotations ``[..., 24, 3, 3]``), float32, computed in float64."""
+    rotations, joints = forward_kinematics(axis_angle_to_matrix(np.asarray(pose, np.float64)),
+                                           np.asarray(rest_joints, np.float64), PARENTS)
     return joints.astype(np.float32), rotations.astype(np.float32)
 
 

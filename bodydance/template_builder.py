@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import av
 import numpy as np
 
-from bodydance.reconstruction import Reconstructor
+from bodydance.stages.reconstruction.subject import Reconstructor
 from bodydance.skeleton import axis_angle_to_matrix, matrix_to_axis_angle
 from bodydance_client.errors import BadTemplateError, NoPersonError
 from bodydance_client.templates import Template, validate

@@ -7,7 +7,7 @@ import onnx
 import pytest
 import torch
 
-from bodydance.stages import STAGE_MODULES
+from bodydance.stages.registry import STAGE_MODULES
 from bodydance_client.contract import PARSING_PRIOR, STYLE_ENCODER, STYLE_GENERATOR
 from bodydance_export.pipeline import export_stage
 from bodydance_export.sample_inputs import sample_inputs

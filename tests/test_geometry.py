@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from bodydance.geometry import CorrespondenceGeometry, grow_labels
-from bodydance.skeleton import REST_JOINTS, forward_kinematics, project
+from bodydance.geometry import grow_labels
+from bodydance.stages.reconstruction.frame import BodyGeometry
+from bodydance.skeleton import REST_JOINTS, pose_skeleton, project
 from bodydance_client.contract import PART_NAMES
 
 N = 128
@@ -13,7 +14,7 @@ CAMERA = torch.tensor([[0.9, 0.0, 0.05]])
 
 
 def _run(source_pose, target_pose, translation=(0.0, 0.0, 0.0)):
-    geometry = CorrespondenceGeometry(N)
+    geometry = BodyGeometry(N)
     with torch.no_grad():
         betas = torch.zeros(1, 10)
         depth = geometry.source_depth(betas, source_pose, CAMERA)
@@ -59,7 +60,7 @@ def test_turning_around_hides_the_front():
 def test_parts_follow_the_skeleton():
     pose = torch.zeros(1, 24, 3)
     _, _, parts = _run(pose, pose)
-    joints, _ = forward_kinematics(np.zeros((24, 3), np.float32), REST_JOINTS)
+    joints, _ = pose_skeleton(np.zeros((24, 3), np.float32), REST_JOINTS)
     ndc = project(joints, CAMERA[0].numpy())
     def label_at(joint):
         col, row = ((ndc[joint] + 1) / 2 * N).astype(int)
@@ -107,7 +108,7 @@ def test_tensor_geometry_matches_the_exact_mesh_rasteriser(camera):
 
     body, arrays = BodyModel.open_body(), load_open_body_arrays()
     template = load_bundled("disco")
-    geometry = CorrespondenceGeometry(N)
+    geometry = BodyGeometry(N)
     camera_t = torch.tensor([camera])
     rest, betas = torch.zeros(1, 24, 3), torch.zeros(1, 10)
     with torch.no_grad():
@@ -134,7 +135,7 @@ def test_tensor_geometry_matches_the_exact_mesh_rasteriser(camera):
 def test_flow_continues_past_the_body_and_stops_at_the_margin():
     """Hair and clothes reach past the bare body: flow exists within the margin, not beyond it."""
     pose = torch.zeros(1, 24, 3)
-    geometry = CorrespondenceGeometry(N)
+    geometry = BodyGeometry(N)
     flow, visible, parts = _run(pose, pose, translation=(0.2, 0.0, 0.0))
     body = parts[0, 0].numpy() > 0
     has_flow = flow[0, 0].numpy() > -1.5
@@ -151,12 +152,12 @@ def test_flow_continues_past_the_body_and_stops_at_the_margin():
 
 def test_every_triangle_of_the_bundled_dances_fits_its_raster_window():
     """At the largest camera scale the windows are sized for, no posed triangle outgrows its window."""
-    from bodydance.geometry import MAX_CAMERA_SCALE
+    from bodydance_client.contract import MAX_CAMERA_SCALE
     from bodydance.mesh_raster import to_pixels
     from bodydance_client.templates import bundled_templates, load_bundled
 
     n = 256
-    surface = CorrespondenceGeometry(n).surface
+    surface = BodyGeometry(n).surface
     raster = surface.raster
     sides = np.zeros(len(raster.faces), np.int64)
     for first, count, side in raster.groups:
@@ -180,7 +181,7 @@ def test_a_hidden_arm_borrows_its_mirror_image():
     profile = a_pose.clone()
     profile[0, 0, 1] = np.pi / 2  # turned: the body's right side faces the camera
     camera = torch.tensor([[0.9, 0.0, 0.05]])
-    geometry = CorrespondenceGeometry(N)
+    geometry = BodyGeometry(N)
     with torch.no_grad():
         depth = geometry.source_depth(torch.zeros(1, 10), profile, camera)
         flow, visible, parts = geometry(torch.zeros(1, 10), profile, camera, depth, a_pose, torch.zeros(1, 3))

@@ -9,13 +9,16 @@ import cv2
 import numpy as np
 import pytest
 
-from bodydance import reconstruction as R
-from bodydance.skeleton import REST_JOINTS, forward_kinematics, project, shaped_rest_joints
+from bodydance.stages.reconstruction import fit as body_fit
+from bodydance.stages.reconstruction import landmarks
+from bodydance.stages.reconstruction import photo as photo_input
+from bodydance.stages.reconstruction import subject as reconstruction
+from bodydance.skeleton import REST_JOINTS, pose_skeleton, project, shaped_rest_joints
 from bodydance_client import contract as C
 from bodydance_client.errors import BadImageError, NoPersonError
 
-LEGS = [R.J[n] for n in ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")]
-UPPER = [R.J[n] for n in ("neck", "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
+LEGS = [landmarks.J[n] for n in ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")]
+UPPER = [landmarks.J[n] for n in ("neck", "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
                           "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hand", "right_hand")]
 
 # A full-body photo, committed: a frame of the Sports2D package's demo video (BSD-3-Clause; source, crop and
@@ -25,7 +28,7 @@ FULL_BODY_PHOTO = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / 
 
 @pytest.fixture(scope="module")
 def reconstructor():
-    with R.Reconstructor(resolution=256) as rec:
+    with reconstruction.Reconstructor(resolution=256) as rec:
         yield rec
 
 
@@ -43,7 +46,7 @@ def full_body_photo() -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _check_contract(out: R.SubjectReconstruction, n: int) -> None:
+def _check_contract(out: reconstruction.SubjectReconstruction, n: int) -> None:
     for spec in C.SUBJECT_RECONSTRUCTION.outputs:
         value = getattr(out, spec.name)
         assert value.dtype == spec.dtype, spec.name
@@ -52,7 +55,7 @@ def _check_contract(out: R.SubjectReconstruction, n: int) -> None:
     assert out.person_count.tolist() == [1]
     assert 0.0 <= out.source_image.min() and out.source_image.max() <= 1.0
     assert 0.0 <= out.person_mask.min() and out.person_mask.max() <= 1.0
-    assert np.abs(out.betas).max() <= R.MAX_ABS_BETA
+    assert np.abs(out.betas).max() <= body_fit.MAX_ABS_BETA
     assert out.joints_2d.shape == (24, 2) and np.isfinite(out.joints_2d).all()
     assert out.joint_confidence.shape == (24,) and np.isfinite(out.reprojection_px)
 
@@ -66,8 +69,8 @@ def _hull_mean(mask: np.ndarray, points_ndc: np.ndarray) -> float:
     return float(mask[region > 0].mean())
 
 
-def _fitted_2d(out: R.SubjectReconstruction) -> np.ndarray:
-    joints, _ = forward_kinematics(out.source_pose, shaped_rest_joints(out.betas))
+def _fitted_2d(out: reconstruction.SubjectReconstruction) -> np.ndarray:
+    joints, _ = pose_skeleton(out.source_pose, shaped_rest_joints(out.betas))
     return project(joints, out.camera)
 
 
@@ -101,21 +104,21 @@ def test_too_small_a_person_is_refused():
     confidence = np.ones(33)
     small = np.random.default_rng(1).uniform(0.0, 0.1, (33, 2))  # 5 % of the square
     with pytest.raises(NoPersonError, match="too small"):
-        R.check_person_size(small, confidence)
-    R.check_person_size(small * 3, confidence)  # 15 %: fine
+        landmarks.check_person_size(small, confidence)
+    landmarks.check_person_size(small * 3, confidence)  # 15 %: fine
     with pytest.raises(NoPersonError, match="no person"):
-        R.check_person_size(small * 3, np.where(np.arange(33) < 3, 1.0, 0.1))
+        landmarks.check_person_size(small * 3, np.where(np.arange(33) < 3, 1.0, 0.1))
 
 
 def test_landmarks_map_through_the_same_letterbox_as_the_image():
     h, w, n = 90, 160, 64
     photo = np.zeros((h, w, 3), np.uint8)
     photo[30:36, 120:126] = 255  # a bright 6x6 square centred at (123, 33) px
-    boxed = R.letterbox(photo, n, fill=0)[..., 0].astype(np.float64)
+    boxed = photo_input.letterbox(photo, n, fill=0)[..., 0].astype(np.float64)
     ys, xs = np.mgrid[0:n, 0:n]
     centre_px = np.array([(xs * boxed).sum(), (ys * boxed).sum()]) / boxed.sum()
     centre_ndc = (centre_px + 0.5) * 2 / n - 1  # pixel centres at (2i + 1) / N - 1
-    expected = R.photo_to_ndc(np.array([123 / w, 33 / h]), h, w, n)
+    expected = C.Letterbox.fit(h, w, n).to_ndc(np.array([123 / w, 33 / h]))
     assert np.allclose(centre_ndc, expected, atol=1.0 / n)
 
 
@@ -132,7 +135,7 @@ def _synthetic(seed: int, upright: bool = False):
     betas = np.zeros(10)
     betas[0] = rng.uniform(-1.5, 1.5)
     camera = np.array([rng.uniform(0.8, 2.0), rng.uniform(-0.3, 0.3), rng.uniform(-0.3, 0.3)])
-    joints, _ = forward_kinematics(pose.astype(np.float32), shaped_rest_joints(betas))
+    joints, _ = pose_skeleton(pose.astype(np.float32), shaped_rest_joints(betas))
     joints = joints.astype(np.float64)
     return pose, betas, camera, joints, project(joints, camera)
 
@@ -141,7 +144,7 @@ def _synthetic(seed: int, upright: bool = False):
 def test_fit_recovers_a_known_pose_shape_and_camera(seed):
     _, betas, camera, joints, joints_2d = _synthetic(seed)
     # MediaPipe's world landmarks are hip-centred: the fit must not care about the origin.
-    fit = R.fit_body(joints - joints[0] + [0.2, -0.1, 0.3], joints_2d, np.ones(24))
+    fit = body_fit.fit_body(joints - joints[0] + [0.2, -0.1, 0.3], joints_2d, np.ones(24))
     assert np.linalg.norm(fit.joints - joints, axis=-1).max() < 0.01  # metres
     assert abs(fit.camera[0] / camera[0] - 1) < 0.01
     assert np.abs(fit.camera[1:] - camera[1:]).max() < 0.01
@@ -158,7 +161,7 @@ def test_refinement_reduces_the_reprojection_error_of_noisy_3d():
     for seed in range(3):
         _, _, _, joints, joints_2d = _synthetic(seed)
         noisy = joints + np.random.default_rng(seed).normal(0.0, 0.03, joints.shape)  # 3 cm landmark noise
-        fit = R.fit_body(noisy, joints_2d, np.ones(24))
+        fit = body_fit.fit_body(noisy, joints_2d, np.ones(24))
         assert np.isfinite(fit.rms_ndc_closed_form) and fit.rms_ndc < fit.rms_ndc_closed_form
         gains.append(fit.rms_ndc / fit.rms_ndc_closed_form)
     assert np.mean(gains) < 0.7
@@ -167,20 +170,20 @@ def test_refinement_reduces_the_reprojection_error_of_noisy_3d():
 def test_unseen_joints_keep_the_default_whatever_their_landmarks_say():
     _, _, camera, joints, joints_2d = _synthetic(7, upright=True)
     confidence = np.ones(24)
-    hidden = LEGS + [R.J[n] for n in ("pelvis", "spine1", "spine2", "spine3", "left_foot", "right_foot")]
+    hidden = LEGS + [landmarks.J[n] for n in ("pelvis", "spine1", "spine2", "spine3", "left_foot", "right_foot")]
     confidence[hidden] = np.random.default_rng(0).uniform(0.0, 0.49, len(hidden))
     garbage_3d, garbage_2d = joints.copy(), joints_2d.copy()
     garbage_3d[hidden] = np.random.default_rng(1).normal(0.0, 5.0, (len(hidden), 3))
     garbage_2d[hidden] = np.nan
-    fit = R.fit_body(garbage_3d, garbage_2d, confidence)
+    fit = body_fit.fit_body(garbage_3d, garbage_2d, confidence)
     assert np.isfinite(fit.pose).all() and np.isfinite(fit.camera).all()
     assert np.abs(fit.pose[LEGS]).max() < 1e-3  # legs straight, as at rest
     assert abs(fit.camera[0] / camera[0] - 1) < 0.05
-    seen = confidence >= R.VISIBLE
+    seen = confidence >= landmarks.VISIBLE
     assert np.abs(project(fit.joints, fit.camera) - joints_2d)[seen].max() < 0.02  # NDC
     # The legs hang below the pelvis in the image (y down).
     fitted_2d = project(fit.joints, fit.camera)
-    assert (fitted_2d[[R.J["left_ankle"], R.J["right_ankle"]], 1] > fitted_2d[R.J["pelvis"], 1] + 0.5 * camera[0]).all()
+    assert (fitted_2d[[landmarks.J["left_ankle"], landmarks.J["right_ankle"]], 1] > fitted_2d[landmarks.J["pelvis"], 1] + 0.5 * camera[0]).all()
 
 
 def test_a_rest_body_seen_through_the_landmark_map_fits_near_rest():
@@ -189,19 +192,19 @@ def test_a_rest_body_seen_through_the_landmark_map_fits_near_rest():
     direct = ("hip", "shoulder", "elbow", "wrist", "knee", "ankle")
     for side in ("left", "right"):
         for part in direct:
-            lm[R.LANDMARKS[f"{side}_{part}"]] = rest[R.J[f"{side}_{part}"]]
-        hand, foot = rest[R.J[f"{side}_hand"]], rest[R.J[f"{side}_foot"]]
-        lm[R.LANDMARKS[f"{side}_index"]], lm[R.LANDMARKS[f"{side}_pinky"]] = hand + [0, 0, 0.02], hand - [0, 0, 0.02]
+            lm[landmarks.LANDMARKS[f"{side}_{part}"]] = rest[landmarks.J[f"{side}_{part}"]]
+        hand, foot = rest[landmarks.J[f"{side}_hand"]], rest[landmarks.J[f"{side}_foot"]]
+        lm[landmarks.LANDMARKS[f"{side}_index"]], lm[landmarks.LANDMARKS[f"{side}_pinky"]] = hand + [0, 0, 0.02], hand - [0, 0, 0.02]
         d = np.array([0.0, 0.02, 0.16])
-        lm[R.LANDMARKS[f"{side}_foot_index"]], lm[R.LANDMARKS[f"{side}_heel"]] = foot + 0.25 * d, foot - 0.75 * d
+        lm[landmarks.LANDMARKS[f"{side}_foot_index"]], lm[landmarks.LANDMARKS[f"{side}_heel"]] = foot + 0.25 * d, foot - 0.75 * d
     sign = {"left": 1.0, "right": -1.0}
     for side in ("left", "right"):
-        lm[R.LANDMARKS[f"{side}_ear"]] = rest[R.J["head"]] + [sign[side] * 0.07, 0.0, 0.0]
-    joints_3d, confidence = R.landmarks_to_joints(lm, np.ones(33))
-    assert (confidence[list(R.SPINE)] == 0).all() and (np.delete(confidence, list(R.SPINE)) == 1).all()
-    fit = R.fit_body(joints_3d, joints_3d[:, :2] * [1, -1], confidence)
+        lm[landmarks.LANDMARKS[f"{side}_ear"]] = rest[landmarks.J["head"]] + [sign[side] * 0.07, 0.0, 0.0]
+    joints_3d, confidence = landmarks.landmarks_to_joints(lm, np.ones(33))
+    assert (confidence[list(landmarks.SPINE)] == 0).all() and (np.delete(confidence, list(landmarks.SPINE)) == 1).all()
+    fit = body_fit.fit_body(joints_3d, joints_3d[:, :2] * [1, -1], confidence)
     error = np.linalg.norm(fit.joints - rest, axis=-1)
-    assert np.delete(error, list(R.SPINE)).max() < 0.04
+    assert np.delete(error, list(landmarks.SPINE)).max() < 0.04
     assert np.abs(fit.pose[LEGS]).max() < 0.1 and np.abs(fit.pose[0]).max() < 0.1
 
 
@@ -212,8 +215,8 @@ def test_half_body_astronaut(reconstructor, astronaut):
     n = 256
     out = reconstructor(astronaut)
     _check_contract(out, n)
-    seen = out.joint_confidence >= R.VISIBLE
-    assert seen[[R.J["left_shoulder"], R.J["right_shoulder"], R.J["head"]]].all()
+    seen = out.joint_confidence >= landmarks.VISIBLE
+    assert seen[[landmarks.J["left_shoulder"], landmarks.J["right_shoulder"], landmarks.J["head"]]].all()
     assert not seen[LEGS].any()
     # Visible joints reproject within 8 % of the image, 4 % on average.
     error = np.linalg.norm(_fitted_2d(out) - out.joints_2d, axis=-1)[seen] / 2
@@ -222,7 +225,7 @@ def test_half_body_astronaut(reconstructor, astronaut):
     # Legs default to straight, hanging below the pelvis.
     assert np.abs(out.source_pose[LEGS]).max() < 0.05
     fitted = _fitted_2d(out)
-    assert (fitted[[R.J["left_ankle"], R.J["right_ankle"]], 1] > fitted[R.J["pelvis"], 1] + 0.5).all()
+    assert (fitted[[landmarks.J["left_ankle"], landmarks.J["right_ankle"]], 1] > fitted[landmarks.J["pelvis"], 1] + 0.5).all()
     # The mask covers the person (head and shoulders) and not the flag in the top-left corner.
     assert _hull_mean(out.person_mask[0], out.joints_2d[seen]) > 0.5
     assert out.person_mask[0, :40, :40].mean() < 0.2
@@ -233,13 +236,13 @@ def test_half_body_astronaut(reconstructor, astronaut):
 
 def test_reconstruct_matches_the_reconstructor_and_letterboxes_with_grey_bars(reconstructor, astronaut):
     tall = np.ascontiguousarray(astronaut[:, 96:416])  # 512 x 320: bars left and right
-    out = R.reconstruct(tall, resolution=128)
+    out = reconstruction.reconstruct(tall, resolution=128)
     _check_contract(out, 128)
     again = reconstructor(tall, resolution=128)
     assert np.array_equal(out.source_pose, again.source_pose) and np.array_equal(out.person_mask, again.person_mask)
-    scale, left, _ = C.letterbox_geometry(*tall.shape[:2], 128)
+    left = C.Letterbox.fit(*tall.shape[:2], 128).left
     assert left > 0
-    assert np.allclose(out.source_image[:, :, :left - 1], R.PAD_VALUE / 255.0)
+    assert np.allclose(out.source_image[:, :, :left - 1], photo_input.PAD_VALUE / 255.0)
     assert out.person_mask[0, :, :left - 1].max() == 0.0
 
 
@@ -264,7 +267,7 @@ def test_one_reconstructor_serves_threads(reconstructor, astronaut):
         assert np.array_equal(r.source_pose, expected.source_pose) and np.array_equal(r.camera, expected.camera)
 
 
-def _fitted_silhouette(out: R.SubjectReconstruction) -> np.ndarray:
+def _fitted_silhouette(out: reconstruction.SubjectReconstruction) -> np.ndarray:
     import torch
 
     from bodydance.body import BodyModel, load_open_body_arrays
@@ -281,29 +284,29 @@ def test_full_body_photo_from_a_package(reconstructor, full_body_photo):
     n = 256
     out = reconstructor(full_body_photo)
     _check_contract(out, n)
-    seen = out.joint_confidence >= R.VISIBLE
+    seen = out.joint_confidence >= landmarks.VISIBLE
     # Everything but the spine (which MediaPipe never sees) is seen, ankles and feet included.
-    assert seen[LEGS + UPPER].all() and seen[[R.J["left_foot"], R.J["right_foot"]]].all()
+    assert seen[LEGS + UPPER].all() and seen[[landmarks.J["left_foot"], landmarks.J["right_foot"]]].all()
     fitted = _fitted_2d(out)
     error = np.linalg.norm(fitted - out.joints_2d, axis=-1)[seen] / 2
     assert error.max() < 0.03 and out.reprojection_px < 0.01 * n
     # Standing: head above pelvis above knees above ankles, knees nearly straight.
     y = fitted[:, 1]
-    assert y[R.J["head"]] < y[R.J["pelvis"]] < y[R.J["left_knee"]] < y[R.J["left_ankle"]]
-    assert y[R.J["pelvis"]] < y[R.J["right_knee"]] < y[R.J["right_ankle"]]
-    assert np.linalg.norm(out.source_pose[[R.J["left_knee"], R.J["right_knee"]]], axis=-1).max() < 0.6
+    assert y[landmarks.J["head"]] < y[landmarks.J["pelvis"]] < y[landmarks.J["left_knee"]] < y[landmarks.J["left_ankle"]]
+    assert y[landmarks.J["pelvis"]] < y[landmarks.J["right_knee"]] < y[landmarks.J["right_ankle"]]
+    assert np.linalg.norm(out.source_pose[[landmarks.J["left_knee"], landmarks.J["right_knee"]]], axis=-1).max() < 0.6
     # The legs are fitted to what the photo shows, not the straight default of a half-body photo.
     assert np.abs(out.source_pose[LEGS]).max() > 0.05
     # Full height: the fitted body spans the person from head to ankles as seen (within 5 %), and the person
     # (about 70 % of the photo height) spans most of the square's height.
-    ankles = [R.J["left_ankle"], R.J["right_ankle"]]
-    seen_span = out.joints_2d[ankles, 1].max() - out.joints_2d[R.J["head"], 1]
-    assert abs((y[ankles].max() - y[R.J["head"]]) / seen_span - 1) < 0.05
+    ankles = [landmarks.J["left_ankle"], landmarks.J["right_ankle"]]
+    seen_span = out.joints_2d[ankles, 1].max() - out.joints_2d[landmarks.J["head"], 1]
+    assert abs((y[ankles].max() - y[landmarks.J["head"]]) / seen_span - 1) < 0.05
     assert 0.4 < np.ptp(out.joints_2d[seen, 1]) / 2 < 0.9
     assert abs(out.betas[0]) < 1.5  # an adult of ordinary height
     # Arms held out: the wrists are further from the body's midline than the shoulders, on their own side.
     for side, sign in (("left", 1.0), ("right", -1.0)):  # the person's left is the image's right
-        wrist, shoulder = fitted[R.J[f"{side}_wrist"], 0], fitted[R.J[f"{side}_shoulder"], 0]
+        wrist, shoulder = fitted[landmarks.J[f"{side}_wrist"], 0], fitted[landmarks.J[f"{side}_shoulder"], 0]
         assert sign * (wrist - shoulder) > 0.1
     # The person mask and the fitted mesh's silhouette agree.
     mask, silhouette = out.person_mask[0] > 0.5, _fitted_silhouette(out)
@@ -322,8 +325,8 @@ def test_several_people_are_counted_and_the_largest_is_fitted():
     photo = np.full((512, 900, 3), 230, np.uint8)
     photo[:, :512] = big
     photo[212:, 560:860] = small
-    alone = R.reconstruct(big)
-    both = R.reconstruct(photo)
+    alone = reconstruction.reconstruct(big)
+    both = reconstruction.reconstruct(photo)
     assert int(alone.person_count[0]) == 1 and int(both.person_count[0]) == 2
     assert both.camera[1] < -0.3  # centred on the left, where the large astronaut stands
     assert both.camera[0] > 1.2  # at her scale, not the small copy's

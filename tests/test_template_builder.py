@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bodydance.skeleton import REST_JOINTS, forward_kinematics
+from bodydance.skeleton import REST_JOINTS, pose_skeleton
 from bodydance.template_builder import smooth_poses
 from bodydance_client.errors import BadTemplateError
 from bodydance_client.templates import load_bundled, load_template
@@ -37,7 +37,7 @@ def _arm_heights(poses):
     """Wrist height above the shoulders (m) per frame: what a jumping jack is about."""
     out = []
     for pose in poses:
-        joints, _ = forward_kinematics(pose, REST_JOINTS)
+        joints, _ = pose_skeleton(pose, REST_JOINTS)
         out.append(joints[[20, 21], 1].mean() - joints[[16, 17], 1].mean())
     return np.asarray(out)
 

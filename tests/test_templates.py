@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from bodydance.skeleton import REST_JOINTS, forward_kinematics
+from bodydance.skeleton import REST_JOINTS, pose_skeleton
 from bodydance_client.contract import JOINT_NAMES
 from bodydance_client.errors import BadTemplateError
 from bodydance_client.templates import (
@@ -83,7 +83,7 @@ def test_resolve_accepts_names_paths_and_templates(tmp_path):
 
 
 def _posed(t):
-    joints, rotations = zip(*(forward_kinematics(p, REST_JOINTS) for p in t.poses))
+    joints, rotations = zip(*(pose_skeleton(p, REST_JOINTS) for p in t.poses))
     return np.stack(joints) + t.translations[:, None], np.stack(rotations)
 
 

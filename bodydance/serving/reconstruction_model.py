@@ -17,7 +17,7 @@ from bodydance_client.errors import BodyDanceError, tag
 
 class TritonPythonModel:
     def initialize(self, args):
-        from bodydance.reconstruction import Reconstructor
+        from bodydance.stages.reconstruction.subject import Reconstructor
 
         config = json.loads(args["model_config"])
         self.resolution = int(config["output"][0]["dims"][-1])

@@ -134,9 +134,38 @@ STYLE_GENERATOR = StageContract(
     (SOURCE_IMAGE, BACKGROUND, REGION_STYLE, CORRESPONDENCE_FLOW, SOURCE_VISIBILITY, TARGET_PARSING),
     (FRAME,), frame_path=True)
 
-SUBJECT_STAGES = (SUBJECT_RECONSTRUCTION, SOURCE_PARSER, STYLE_ENCODER)
-FRAME_STAGES = (BODY_GEOMETRY, PARSING_PRIOR, STYLE_GENERATOR)
-ONNX_STAGES = (SOURCE_PARSER, STYLE_ENCODER) + FRAME_STAGES
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One of the three stages of the method, with the model that serves each side of it.
+
+    ``subject`` runs once per photo (in ``bodydance_subject``), ``frame`` once per output frame
+    (in ``bodydance_frame``); the model code of both sides lives in ``bodydance.stages.<name>``.
+    """
+
+    name: str
+    subject: StageContract
+    frame: StageContract
+
+
+STAGES = (
+    Stage("reconstruction", SUBJECT_RECONSTRUCTION, BODY_GEOMETRY),  # 3D body: fit once, pose and draw per frame
+    Stage("parsing", SOURCE_PARSER, PARSING_PRIOR),  # part labels of the photo, then of the target pose
+    Stage("style", STYLE_ENCODER, STYLE_GENERATOR),  # region style codes, then the generated frame
+)
+SUBJECT_STAGES = tuple(stage.subject for stage in STAGES)
+FRAME_STAGES = tuple(stage.frame for stage in STAGES)
+# Every stage model but the MediaPipe reconstruction is exported to ONNX.
+ONNX_STAGES = tuple(m for m in SUBJECT_STAGES + FRAME_STAGES if m is not SUBJECT_RECONSTRUCTION)
+
+
+def stage_of(model_name: str) -> Stage:
+    """The stage a stage model (either side) belongs to."""
+    for stage in STAGES:
+        if model_name in (stage.subject.name, stage.frame.name):
+            return stage
+    raise KeyError(f"{model_name!r} is not a stage model")
 
 SUBJECT_ENSEMBLE = StageContract("bodydance_subject", (PHOTO,), SUBJECT_TENSORS + (PERSON_COUNT,), frame_path=False)
 # The subject tensors that the frame path reads: what the client sends with every frame.
@@ -148,11 +177,34 @@ ENSEMBLES = (SUBJECT_ENSEMBLE, FRAME_ENSEMBLE)
 TRITON_DTYPE = {F32: "FP32", I32: "INT32", U8: "UINT8"}
 
 
-def letterbox_geometry(height: int, width: int, resolution: int) -> Tuple[float, int, int]:
-    """Scale and offsets (px) that fit a ``height x width`` photo centred in the square.
+@dataclasses.dataclass(frozen=True)
+class Letterbox:
+    """Where a ``photo_height x photo_width`` photo sits, scaled and centred, in the ``N x N`` square.
 
-    Client (to crop frames back) and server (to build ``source_image``) share it.
+    The server builds ``source_image`` with it and maps landmarks through it; the client crops
+    frames back with it. ``scale`` is square px per photo px; ``left``/``top`` and
+    ``width``/``height`` are the scaled photo's offset and size in square px.
     """
-    scale = resolution / max(height, width)
-    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-    return scale, (resolution - new_w) // 2, (resolution - new_h) // 2
+
+    resolution: int
+    scale: float
+    left: int
+    top: int
+    width: int
+    height: int
+
+    @classmethod
+    def fit(cls, photo_height: int, photo_width: int, resolution: int) -> "Letterbox":
+        scale = resolution / max(photo_height, photo_width)
+        width, height = max(1, round(photo_width * scale)), max(1, round(photo_height * scale))
+        return cls(resolution, scale, (resolution - width) // 2, (resolution - height) // 2, width, height)
+
+    def crop(self, square: np.ndarray) -> np.ndarray:
+        """``[N, N, ...]`` -> the photo's part of it, ``[height, width, ...]``."""
+        return square[self.top:self.top + self.height, self.left:self.left + self.width]
+
+    def to_ndc(self, xy_normalised: np.ndarray) -> np.ndarray:
+        """Points ``[..., 2]`` normalised to the photo ([0, 1] across it) -> NDC of the square."""
+        px = np.stack([xy_normalised[..., 0] * self.width + self.left,
+                       xy_normalised[..., 1] * self.height + self.top], axis=-1)
+        return px * (2.0 / self.resolution) - 1.0

@@ -53,10 +53,7 @@ class Subject:
 
     def crop(self, frame: np.ndarray) -> np.ndarray:
         """Letterboxed ``[N, N, 3]`` frame -> the photo's aspect ratio."""
-        h, w = self.photo_size
-        scale, left, top = C.letterbox_geometry(h, w, self.resolution)
-        new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
-        return frame[top:top + new_h, left:left + new_w]
+        return C.Letterbox.fit(*self.photo_size, self.resolution).crop(frame)
 
 
 def _status(err: InferenceServerException) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from bodydance.stages import STAGE_MODULES
+from bodydance.stages.registry import STAGE_MODULES
 from bodydance_client.contract import DEFAULT_RESOLUTION, ONNX_STAGES, StageContract
 from bodydance_export.fingerprint import source_fingerprint
 from bodydance_export.precision import FP32_STAGES

@@ -1,0 +1,67 @@
+"""Stage 2, semantic target-pose generation: part labels of the photo, then of each target pose.
+
+Subject side (``source_parser``, once per photo): the photo's parsing and the fitted
+body's depth in the photo. Frame side (``parsing_prior``, once per frame): the target
+parsing, the seed's *Priori Semanteme Assist Module*, here predicted from the photo's
+parsing and the rendered target body. Both are deterministic **baselines** (no learned
+weights yet) that fix the contract a trained model replaces them under.
+Shapes are batched: ``B`` in front of :mod:`bodydance_client.contract`'s per-item shapes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bodydance.geometry import PosedBodyRaster, grow_labels, sample_ndc
+from bodydance_client.contract import NUM_PARTS
+
+
+class SourceParser(torch.nn.Module):
+    """Baseline source parsing: the fitted body's parts, grown to fill the person mask;
+    and the body's depth in the photo, rendered here once so no frame renders it again.
+
+    (person_mask ``[B,1,N,N]``, betas ``[B,10]``, source_pose ``[B,24,3]`` rad, camera ``[B,3]``)
+    -> source_parsing ``[B,1,N,N]`` int32, source_depth ``[B,1,N,N]`` m.
+    """
+
+    def __init__(self, resolution: int):
+        super().__init__()
+        self.resolution = resolution
+        self.surface = PosedBodyRaster(resolution)
+        self.grow_steps = max(4, resolution // 16)
+
+    def forward(self, person_mask, betas, source_pose, camera):
+        batch, n = betas.shape[0], self.resolution
+        surface = self.surface
+        _, _, raster = surface(betas, source_pose, torch.zeros_like(betas[:, :3]), camera)
+        labels = surface.parts(raster, surface.nearest_vertex(raster, surface.corners(raster)))
+        labels = labels.reshape(batch, 1, n, n)
+        person = person_mask > 0.5
+        labels = torch.where(person, labels, torch.zeros_like(labels))
+        parsing = grow_labels(labels, NUM_PARTS, self.grow_steps, allowed=person).to(torch.int32)
+        return parsing, raster.depth.reshape(batch, 1, n, n)
+
+
+class ParsingPrior(torch.nn.Module):
+    """Baseline parsing prior: rendered target parts, grown to the person's own silhouette.
+
+    (source_parsing ``[B,1,N,N]`` int32, target_parts ``[B,1,N,N]`` int32,
+    correspondence_flow ``[B,2,N,N]`` NDC) -> target_parsing ``[B,1,N,N]`` int32.
+    The photo's parsing (hair, loose clothes included) is carried along the flow;
+    a carried label is kept beside the rendered body only where it names the
+    same part as the nearest rendered pixel, so a raised arm does not drag the
+    torso behind it along.
+    """
+
+    def __init__(self, resolution: int):
+        super().__init__()
+        self.reach = max(2, resolution // 24)
+
+    def forward(self, source_parsing, target_parts, correspondence_flow):
+        labels = source_parsing.to(correspondence_flow.dtype)
+        carried = sample_ndc(labels, correspondence_flow.permute(0, 2, 3, 1), mode="nearest")
+        carried = carried.to(torch.int64)
+        nearest = grow_labels(target_parts, NUM_PARTS, self.reach)
+        beside = torch.where(carried == nearest, carried, torch.zeros_like(carried))
+        rendered = target_parts.to(torch.int64)
+        return torch.where(rendered > 0, rendered, beside).to(torch.int32)

@@ -1,0 +1,111 @@
+"""Stage 1 frame side (``body_geometry``): the target pose drawn, and where each pixel comes from.
+
+Pure tensor ops (exports to ONNX, no data-dependent control flow). The open SMPL-format
+body is posed by linear blend skinning and drawn by the tensor z-buffer of
+:mod:`bodydance.mesh_raster` (through :class:`bodydance.geometry.PosedBodyRaster`).
+Shapes: ``B`` batch, ``V`` vertices, ``N`` resolution, ``P = N * N`` pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bodydance.geometry import PosedBodyRaster, dilate, fill_holes, interpolate, sample_ndc
+from bodydance_client.contract import MAX_CAMERA_SCALE
+
+
+class BodyGeometry(torch.nn.Module):
+    """Stage 1, frame side: target pose -> correspondence flow, source visibility, target parts.
+
+    forward(betas ``[B,10]``, source_pose ``[B,24,3]`` rad, camera ``[B,3]``,
+    source_depth ``[B,1,N,N]`` m, target_pose ``[B,24,3]`` rad, target_translation ``[B,3]`` m) ->
+    flow ``[B,2,N,N]`` NDC (-2 where no source), visibility ``[B,1,N,N]`` {0,1}, parts ``[B,1,N,N]`` int32.
+
+    On the body, each target pixel's surface point (face and barycentric weights)
+    is found again on the body in the photo's pose; where the photo hides it but
+    shows its left-right mirror image, the flow points there instead (visibility
+    then means "has a source pixel to copy"). Hair and clothes reach past the
+    bare body: within ``margin`` pixels of it, the flow continues the nearest
+    body pixels' skinned in-plane motion. ``source_depth`` is rendered once per
+    photo (:meth:`source_depth`, in the source parser), not once per frame.
+    """
+
+    # A target point counts as seen in the photo when its source depth is within
+    # this many metres of the photo's front surface at that pixel.
+    VISIBILITY_TOLERANCE_M = 0.03
+
+    def __init__(self, resolution: int, max_scale: float = MAX_CAMERA_SCALE):
+        super().__init__()
+        self.resolution = resolution
+        self.surface = PosedBodyRaster(resolution, max_scale)
+        self.margin = max(2, resolution // 24)
+        self.fill_levels = int(np.ceil(np.log2(self.margin))) + 1
+        centres = (torch.arange(resolution, dtype=torch.float32) * 2 + 1) / resolution - 1
+        yy, xx = torch.meshgrid(centres, centres, indexing="ij")
+        self.register_buffer("pixels", torch.stack([xx.reshape(-1), yy.reshape(-1)], -1))  # [P, 2] NDC
+
+    def source_depth(self, betas, source_pose, camera):
+        """The photo's front-surface depth ``[B,1,N,N]`` m, as the visibility test reads it."""
+        _, _, raster = self.surface(betas, source_pose, torch.zeros_like(betas[:, :3]), camera)
+        return raster.depth.reshape(betas.shape[0], 1, self.resolution, self.resolution)
+
+    def _to_ndc(self, px):
+        return (px + 0.5) * (2.0 / self.resolution) - 1.0
+
+    def _in_front(self, source_depth, x, y, z):
+        """``[B,P]`` whether the source points at NDC (x, y) with depth z m are the photo's front surface."""
+        grid = torch.stack([x, y], -1).reshape(x.shape[0], self.resolution, self.resolution, 2)
+        front = sample_ndc(source_depth, grid, mode="nearest").reshape(x.shape[0], -1)
+        return z >= front - self.VISIBILITY_TOLERANCE_M
+
+    def forward(self, betas, source_pose, camera, source_depth, target_pose, target_translation):
+        batch, n = betas.shape[0], self.resolution
+        src_points, src_rot = self.surface.project(betas, source_pose, torch.zeros_like(target_translation), camera)
+        _, tgt_rot, raster = self.surface(betas, target_pose, target_translation, camera)
+        corners = self.surface.corners(raster)  # [B, P, 3]
+        nearest = self.surface.nearest_vertex(raster, corners)
+        parts = self.surface.parts(raster, nearest)
+        covered = raster.covered
+
+        # Beyond the body: x_src = c + A x_tgt in NDC, A the in-plane part of the skinned motion
+        # R_s R_t^T (the image's y axis points down, hence the sign flips), c from the body pixel;
+        # (c, A, seen) spread outward by push-pull, so the map is continued rather than the flow smeared.
+        # A is blended per vertex by the skinning weights, so it varies smoothly across faces.
+        motion = src_rot @ tgt_rot.transpose(-1, -2)  # [B, 24, 3, 3]
+        in_plane = torch.stack([motion[..., 0, 0], -motion[..., 0, 1], -motion[..., 1, 0], motion[..., 1, 1]], -1)
+        per_vertex = torch.cat([src_points, self.surface.body.weights @ in_plane], -1)  # [B, V, 7]
+        carried = interpolate(per_vertex, corners, raster.barycentric)  # [B, P, 7]
+        src, a = carried[..., :3], carried[..., 3:]
+        body_x, body_y = self._to_ndc(src[..., 0]), self._to_ndc(src[..., 1])
+        seen = covered & self._in_front(source_depth, body_x, body_y, src[..., 2])
+
+        px, py = self.pixels[None, :, 0], self.pixels[None, :, 1]
+        c_x = body_x - (a[..., 0] * px + a[..., 1] * py)
+        c_y = body_y - (a[..., 2] * px + a[..., 3] * py)
+        fields = torch.stack([c_x, c_y, a[..., 0], a[..., 1], a[..., 2], a[..., 3], seen.to(c_x.dtype)], 1)
+        known = covered.to(c_x.dtype).reshape(batch, 1, n, n)
+        spread = fill_holes(fields.reshape(batch, 7, n, n), known, self.fill_levels).reshape(batch, 7, -1)
+        near = dilate(known, self.margin).reshape(batch, -1) > 0.5  # [B, P]
+        flow_x = spread[:, 0] + spread[:, 2] * px + spread[:, 3] * py
+        flow_y = spread[:, 1] + spread[:, 4] * px + spread[:, 5] * py
+        # Surface the photo hides may show its mirror image (the other arm, the other side of the
+        # face): left and right of a person mostly look alike, so it borrows that point's pixels.
+        mirrored = interpolate(src_points, self.surface.mirror[corners], raster.barycentric)  # [B, P, 3]
+        mirror_x, mirror_y = self._to_ndc(mirrored[..., 0]), self._to_ndc(mirrored[..., 1])
+        borrow = covered & ~seen & self._in_front(source_depth, mirror_x, mirror_y, mirrored[..., 2])
+        body_x = torch.where(borrow, mirror_x, body_x)
+        body_y = torch.where(borrow, mirror_y, body_y)
+        seen = seen | borrow
+        flow_x = torch.where(covered, body_x, flow_x)
+        flow_y = torch.where(covered, body_y, flow_y)
+        flow = torch.stack([flow_x, flow_y], 1)  # [B, 2, P]
+        flow = torch.where(near[:, None], flow, torch.full_like(flow, -2.0))
+
+        in_view = (flow_x.abs() <= 1.0) & (flow_y.abs() <= 1.0)
+        visible = in_view & (seen | (~covered & near & (spread[:, 6] > 0.5)))  # (ORT has no boolean Where)
+        return (
+            flow.reshape(batch, 2, n, n),
+            visible.to(torch.float32).reshape(batch, 1, n, n),
+            parts.to(torch.int32).reshape(batch, 1, n, n),
+        )

@@ -1,0 +1,193 @@
+"""Stage 1 subject side, part 4: the MediaPipe reconstructor (``subject_reconstruction``).
+
+MediaPipe's bundled BlazePose *full* (``model_complexity=1``; 0 and 2 try to download
+their weights and fail) runs once on the photo itself (downsized to at most
+``detection_side`` px, never padded) and gives 33 landmarks in the image, the same
+landmarks in metric 3D, and a person segmentation. Image landmarks are mapped through
+the letterbox into NDC (:mod:`.photo`); the segmentation is letterboxed the same way
+(bars = 0) into ``person_mask``; the landmarks become SMPL joints (:mod:`.landmarks`)
+and the body is fitted to them (:mod:`.fit`). Landmarks outside the photo count as unseen.
+
+Limitations: MediaPipe Pose follows one person; the (bundled, offline) selfie
+segmentation counts the people and the largest is fitted.
+
+numpy + OpenCV + MediaPipe only: this runs inside a Triton python-backend model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from bodydance.stages.reconstruction.fit import fit_body
+from bodydance.stages.reconstruction.landmarks import J, VISIBLE, check_person_size, landmarks_to_joints
+from bodydance.stages.reconstruction.photo import check_photo, letterbox
+from bodydance_client import contract as C
+from bodydance_client.errors import NoPersonError
+
+MIN_PERSON_AREA = 0.01  # of the photo, for a separate person in the people count
+MIN_PERSON_HEIGHT_SHARE = 0.08  # of the photo height, likewise
+
+
+@dataclasses.dataclass
+class SubjectReconstruction:
+    """The SUBJECT_RECONSTRUCTION outputs (contract shapes and dtypes, no batch dim) plus diagnostics."""
+
+    source_image: np.ndarray  # [3, N, N] float32 in [0, 1]
+    person_mask: np.ndarray  # [1, N, N] float32 in [0, 1]
+    betas: np.ndarray  # [10] float32
+    source_pose: np.ndarray  # [24, 3] float32, axis-angle rad
+    camera: np.ndarray  # [3] float32 (s NDC/m, tx, ty)
+    person_count: np.ndarray  # [1] int32
+    # diagnostics
+    joints_2d: np.ndarray  # [24, 2] float32 NDC: the observed joints (trust them where confidence >= VISIBLE)
+    joint_confidence: np.ndarray  # [24] float32 in [0, 1]
+    reprojection_px: float  # RMS distance, in pixels of the N x N image, of fitted to observed confident joints
+
+
+class Reconstructor:
+    """Holds one MediaPipe Pose graph; ``reconstructor(photo)`` -> :class:`SubjectReconstruction`.
+
+    Reusable; calls from several threads are serialised around the MediaPipe graph (which is
+    not re-entrant) and run the rest concurrently.
+    """
+
+    def __init__(self, resolution: int = C.DEFAULT_RESOLUTION, detection_side: int = 1024):
+        import mediapipe as mp
+
+        self.resolution = int(resolution)
+        self.detection_side = int(detection_side)
+        self._pose = mp.solutions.pose.Pose(
+            static_image_mode=True, model_complexity=1, enable_segmentation=True, min_detection_confidence=0.5)
+        # Pose follows one person; the (bundled, offline) selfie segmentation sees everyone, so it counts
+        # the people and points Pose at the largest.
+        self._people = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=1)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._pose.close()
+                self._people.close()
+                self._closed = True
+
+    def __enter__(self) -> "Reconstructor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _people_boxes(self, image: np.ndarray):
+        """Boxes (x0, y0, x1, y1) px of the separate people in ``image``, largest first."""
+        with self._lock:
+            mask = self._people.process(image).segmentation_mask
+        if mask is None:
+            return []
+        h, w = image.shape[:2]
+        # Close small gaps first: a dark collar or a belt can cut one person into two blobs.
+        size = max(3, int(0.04 * max(h, w)) | 1)
+        solid = cv2.morphologyEx((mask > 0.5).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((size, size), np.uint8))
+        count, _, stats, _ = cv2.connectedComponentsWithStats(solid, connectivity=8)
+        boxes = []
+        for x, y, bw, bh, area in stats[1:count]:
+            if area >= MIN_PERSON_AREA * h * w and bh >= MIN_PERSON_HEIGHT_SHARE * h:
+                boxes.append((area, (x, y, x + bw, y + bh)))
+        return [box for _, box in sorted(boxes, key=lambda item: -item[0])]
+
+    def _detect(self, photo: np.ndarray):
+        h, w = photo.shape[:2]
+        image = photo
+        if max(h, w) > self.detection_side:
+            f = self.detection_side / max(h, w)
+            image = cv2.resize(photo, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+        image = np.ascontiguousarray(image)
+        ih, iw = image.shape[:2]
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this Reconstructor is closed")
+        people = self._people_boxes(image)
+        x0, y0, x1, y1 = 0, 0, iw, ih
+        if len(people) > 1:  # several people: fit the largest, seen through a crop around it
+            bx0, by0, bx1, by1 = people[0]
+            pad_x, pad_y = 0.15 * (bx1 - bx0), 0.15 * (by1 - by0)
+            x0, y0 = int(max(0, bx0 - pad_x)), int(max(0, by0 - pad_y))
+            x1, y1 = int(min(iw, bx1 + pad_x)), int(min(ih, by1 + pad_y))
+        with self._lock:
+            result = self._pose.process(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        if result.pose_landmarks is None or result.pose_world_landmarks is None:
+            raise NoPersonError("no person found in the photo")
+        cw, ch = x1 - x0, y1 - y0
+        image_lm = np.array([[(p.x * cw + x0) / iw, (p.y * ch + y0) / ih, p.visibility]
+                             for p in result.pose_landmarks.landmark], np.float64)
+        world_lm = np.array([[p.x, p.y, p.z] for p in result.pose_world_landmarks.landmark], np.float64)
+        mask = None
+        if result.segmentation_mask is not None:
+            mask = np.zeros((ih, iw), np.float32)
+            mask[y0:y1, x0:x1] = np.asarray(result.segmentation_mask, np.float32)
+        return image_lm, world_lm, mask, max(1, len(people))
+
+    def __call__(self, photo: np.ndarray, resolution: Optional[int] = None) -> SubjectReconstruction:
+        check_photo(photo)
+        n = int(resolution or self.resolution)
+        h, w = photo.shape[:2]
+        image_lm, world_lm, mask, people = self._detect(photo)
+        if mask is None:
+            raise NoPersonError("no person found in the photo (the segmentation came back empty)")
+
+        xy, visibility = image_lm[:, :2], image_lm[:, 2]
+        inside = (xy >= 0).all(-1) & (xy <= 1).all(-1)
+        visibility = np.where(inside & np.isfinite(xy).all(-1), np.nan_to_num(visibility), 0.0)
+        landmarks_ndc = C.Letterbox.fit(h, w, n).to_ndc(xy)
+        check_person_size(landmarks_ndc, visibility)
+        # MediaPipe world: x image-right, y down, z away from the camera -> SMPL: +Y up, +Z towards it.
+        world = world_lm * np.array([1.0, -1.0, -1.0])
+        joints_3d, confidence = landmarks_to_joints(world, visibility)
+        joints_2d, _ = landmarks_to_joints(landmarks_ndc, visibility)
+        seen = confidence >= VISIBLE
+        shoulders = seen[J["left_shoulder"]] and seen[J["right_shoulder"]]
+        if not (shoulders or (seen[J["left_hip"]] and seen[J["right_hip"]])):
+            raise NoPersonError("the body is not visible enough: the photo must show both shoulders or both hips")
+
+        fit = fit_body(joints_3d, joints_2d, confidence)
+        source = letterbox(photo, n).astype(np.float32) * np.float32(1 / 255)
+        person_mask = letterbox(np.clip(np.nan_to_num(mask), 0.0, 1.0), n, fill=0.0)
+        out = SubjectReconstruction(
+            source_image=np.ascontiguousarray(source.transpose(2, 0, 1), dtype=np.float32),
+            person_mask=np.ascontiguousarray(person_mask[None], dtype=np.float32),
+            betas=fit.betas.astype(np.float32),
+            source_pose=fit.pose.astype(np.float32),
+            camera=fit.camera.astype(np.float32),
+            person_count=np.asarray([people], np.int32),
+            joints_2d=np.nan_to_num(joints_2d).astype(np.float32),
+            joint_confidence=np.clip(confidence, 0.0, 1.0).astype(np.float32),
+            reprojection_px=fit.rms_ndc * n / 2.0,
+        )
+        for spec in C.SUBJECT_RECONSTRUCTION.outputs:
+            value = getattr(out, spec.name)
+            assert value.dtype == spec.dtype and value.shape == spec.concrete_shape(n), spec.name
+            if not np.isfinite(value).all():  # never hand garbage downstream
+                raise NoPersonError(f"the body fit failed on this photo ({spec.name} is not finite)")
+        return out
+
+
+_shared: Optional[Reconstructor] = None
+_shared_lock = threading.Lock()
+
+
+def reconstruct(photo: np.ndarray, resolution: int = C.DEFAULT_RESOLUTION,
+                reconstructor: Optional[Reconstructor] = None) -> SubjectReconstruction:
+    """One photo -> :class:`SubjectReconstruction` at ``resolution``; reuses one process-wide MediaPipe graph."""
+    global _shared
+    if reconstructor is None:
+        with _shared_lock:
+            if _shared is None:
+                _shared = Reconstructor(resolution)
+            reconstructor = _shared
+    return reconstructor(photo, resolution)
+
+
