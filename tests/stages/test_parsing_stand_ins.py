@@ -1,0 +1,90 @@
+"""Stage 2 stand-ins on their own: the source parser and the parsing prior, on cases whose answer is known."""
+
+import numpy as np
+import torch
+
+from bodydance.skeleton import REST_JOINTS, project
+from bodydance.stages.parsing import ParsingPrior, SourceParser
+from bodydance_client.contract import PART_NAMES
+
+N = 96
+CAMERA = np.array([0.9, 0.0, 0.05], np.float32)
+PART = {name: i for i, name in enumerate(PART_NAMES)}
+
+
+def _pixel(joint: int):
+    """(row, col) of a rest-pose joint seen through CAMERA."""
+    x, y = project(REST_JOINTS[joint], CAMERA)
+    return int((y + 1) * N / 2), int((x + 1) * N / 2)
+
+
+def _identity_flow():
+    centres = (torch.arange(N, dtype=torch.float32) * 2 + 1) / N - 1
+    yy, xx = torch.meshgrid(centres, centres, indexing="ij")
+    return torch.stack([xx, yy])[None]
+
+
+def _parse(mask):
+    with torch.no_grad():
+        return SourceParser(N)(torch.from_numpy(mask)[None, None], torch.zeros(1, 10), torch.zeros(1, 24, 3),
+                               torch.from_numpy(CAMERA)[None])
+
+
+def _rest_silhouette():
+    _, depth = _parse(np.ones((N, N), np.float32))
+    return depth[0, 0].numpy() > -100
+
+
+def test_source_parser_labels_the_body_parts_where_the_skeleton_is():
+    parsing, depth = _parse(_rest_silhouette().astype(np.float32))
+    labels = parsing[0, 0].numpy()
+    assert labels[_pixel(15)] == PART["head"]  # joint 15: head
+    assert labels[_pixel(3)] == PART["torso"]  # spine1
+    assert labels[_pixel(22)] == PART["hand"] and labels[_pixel(23)] == PART["hand"]
+    assert labels[_pixel(4)] == PART["shin_foot"] or labels[_pixel(4)] == PART["thigh"]  # a knee joins the two
+    # the body's front surface faces the camera (+Z) where it is drawn; -1000 where it is not
+    body = depth[0, 0].numpy() > -100
+    assert depth[0, 0].numpy()[_pixel(3)] > 0.0
+    assert np.all(depth[0, 0].numpy()[~body] == -1000.0)
+
+
+def test_source_parser_fills_the_person_mask_and_nothing_outside_it():
+    silhouette = _rest_silhouette()
+    mask = silhouette.copy()
+    _, head_col = _pixel(15)
+    top = int(np.argmax(silhouette[:, head_col]))
+    mask[top - 5:top, head_col - 4:head_col + 5] = True  # hair: 5 px above the head, within the growth's reach
+    parsing, _ = _parse(mask.astype(np.float32))
+    labels = parsing[0, 0].numpy()
+    assert np.all(labels[~mask] == 0)
+    assert np.all(labels[mask] > 0)  # grown to every person pixel
+    hair = mask & ~silhouette
+    assert np.mean(labels[hair] == PART["head"]) > 0.9  # hair takes the label of the body part it grows from
+
+
+def test_parsing_prior_keeps_rendered_parts_and_carries_only_matching_labels_beside_the_body():
+    target_parts = torch.zeros(1, 1, N, N, dtype=torch.int32)
+    target_parts[..., 40:60, 40:60] = PART["torso"]
+    target_parts[..., 40:60, 60:66] = PART["upper_arm"]
+    source = target_parts.clone()
+    source[..., 36:40, 40:60] = PART["torso"]  # loose shirt above the torso: same part as the nearest body
+    source[..., 40:60, 66:70] = PART["torso"]  # torso label beside the arm: dragged along, must be dropped
+    source[..., 20:30, 20:30] = PART["head"]  # far from the body: beyond the prior's reach
+    with torch.no_grad():
+        out = ParsingPrior(N)(source, target_parts, _identity_flow())[0, 0].numpy()
+    assert np.array_equal(out[40:60, 40:66], target_parts[0, 0, 40:60, 40:66].numpy())
+    assert np.all(out[36:40, 40:54] == PART["torso"])  # (nearer the arm, the arm is the nearest part)
+    assert np.all(out[40:60, 66:70] == 0)
+    assert np.all(out[20:30, 20:30] == 0)
+
+
+def test_parsing_prior_follows_the_flow():
+    target_parts = torch.zeros(1, 1, N, N, dtype=torch.int32)
+    target_parts[..., 40:60, 40:60] = PART["torso"]
+    source = torch.zeros_like(target_parts)
+    source[..., 36:40, 50:70] = PART["torso"]  # the shirt's hem, 10 px right of where the target wants it
+    flow = _identity_flow()
+    flow[:, 0] += 10 * 2.0 / N  # every target pixel reads the source 10 px to its right
+    with torch.no_grad():
+        out = ParsingPrior(N)(source, target_parts, flow)[0, 0].numpy()
+    assert np.all(out[36:40, 41:59] == PART["torso"])

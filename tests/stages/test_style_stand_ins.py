@@ -1,0 +1,67 @@
+"""Stage 3 stand-ins on their own: the style encoder and the style generator, on cases whose answer is known."""
+
+import numpy as np
+import torch
+
+from bodydance.stages.style import StyleEncoder, StyleGenerator
+from bodydance_client.contract import NUM_PARTS, PART_NAMES, STYLE_DIM
+
+N = 64
+PART = {name: i for i, name in enumerate(PART_NAMES)}
+RED, BLUE, GREEN = (0.9, 0.1, 0.1), (0.1, 0.2, 0.8), (0.2, 0.7, 0.3)
+
+
+def _scene():
+    """A green backdrop, a red torso and a blue head: (image [1,3,N,N], mask [1,1,N,N], parsing [1,1,N,N])."""
+    image = torch.tensor(GREEN).reshape(1, 3, 1, 1).repeat(1, 1, N, N)
+    parsing = torch.zeros(1, 1, N, N, dtype=torch.int32)
+    parsing[..., 24:48, 24:40] = PART["torso"]
+    parsing[..., 14:24, 28:36] = PART["head"]
+    for part, colour in ((PART["torso"], RED), (PART["head"], BLUE)):
+        where = (parsing == part).expand(1, 3, N, N)
+        image[where] = torch.tensor(colour).reshape(3, 1, 1).expand(3, N, N)[where[0]]
+    return image, (parsing > 0).float(), parsing
+
+
+def test_style_encoder_codes_each_part_by_its_colour_and_area():
+    image, mask, parsing = _scene()
+    with torch.no_grad():
+        style, _ = StyleEncoder(N)(image, mask, parsing)
+    assert style.shape == (1, NUM_PARTS, STYLE_DIM)
+    style = style[0].numpy()
+    assert np.allclose(style[PART["torso"], :3], RED, atol=1e-4)
+    assert np.allclose(style[PART["head"], :3], BLUE, atol=1e-4)
+    assert np.allclose(style[PART["torso"], 3:6], 0.0, atol=1e-2)  # one flat colour: no spread
+    torso_area, head_area = 24 * 16, 10 * 8
+    assert np.isclose(style[PART["torso"], 6], torso_area / N ** 2, atol=1e-4)  # share of the image
+    assert np.isclose(style[PART["head"], 6], head_area / N ** 2, atol=1e-4)
+    # a part the photo never showed borrows the torso's colour
+    assert np.allclose(style[PART["hand"], :3], RED, atol=1e-4)
+
+
+def test_style_encoder_background_plate_has_no_trace_of_the_person():
+    image, mask, parsing = _scene()
+    with torch.no_grad():
+        _, background = StyleEncoder(N)(image, mask, parsing)
+    plate = background[0].numpy()
+    assert np.allclose(plate, np.reshape(GREEN, (3, 1, 1)), atol=1e-3)  # the hole is filled from the backdrop
+
+
+def test_style_generator_copies_seen_pixels_fills_unseen_ones_and_keeps_the_background():
+    image, mask, parsing = _scene()
+    with torch.no_grad():
+        style, background = StyleEncoder(N)(image, mask, parsing)
+        centres = (torch.arange(N, dtype=torch.float32) * 2 + 1) / N - 1
+        yy, xx = torch.meshgrid(centres, centres, indexing="ij")
+        flow = torch.stack([xx, yy])[None]
+        target = parsing.clone()
+        target[..., 48:56, 24:32] = PART["hand"]  # body surface the photo never showed
+        visibility = ((target > 0) & (target != PART["hand"])).float()
+        visibility[..., 30:36, 26:38] = 0.0  # a hidden patch of the torso
+        frame = StyleGenerator()(image, background, style, flow, visibility, target)
+    assert frame.dtype == torch.uint8 and frame.shape == (1, N, N, 3)
+    out = frame[0].numpy().astype(float) / 255
+    assert np.allclose(out[16, 30], BLUE, atol=2 / 255)  # seen: the photo's own pixel
+    assert np.allclose(out[33, 30], RED, atol=2 / 255)  # hidden torso: the torso's mean colour
+    assert np.allclose(out[52, 28], RED, atol=2 / 255)  # unseen hand: borrowed torso colour
+    assert np.allclose(out[5, 5], GREEN, atol=2 / 255)  # background stays the plate
