@@ -13,7 +13,7 @@ from bodydance_client.errors import BadTemplateError
 from bodydance_client.templates import load_bundled, load_template
 from bodydance_client.video import Mp4Writer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 
 @pytest.fixture(scope="module")

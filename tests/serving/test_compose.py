@@ -16,7 +16,7 @@ import pytest
 
 yaml = pytest.importorskip("yaml", reason="PyYAML (the dev extra) reads docker-compose's normalised output")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 BINARY = shutil.which("docker-compose")
 pytestmark = pytest.mark.skipif(

@@ -23,7 +23,7 @@ UPPER = [landmarks.J[n] for n in ("neck", "left_collar", "right_collar", "head",
 
 # A full-body photo, committed: a frame of the Sports2D package's demo video (BSD-3-Clause; source, crop and
 # licence in benchmarks/data/sports2d.LICENSE.txt). A man standing on a wall, arms out, head to feet in the picture.
-FULL_BODY_PHOTO = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "sports2d.jpg"
+FULL_BODY_PHOTO = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "sports2d.jpg"
 
 
 @pytest.fixture(scope="module")
