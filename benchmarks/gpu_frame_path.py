@@ -106,9 +106,9 @@ def main():
         in16 = realistic_inputs(args.resolution, batch, device, torch.float16)
         mixed = mixed_precision(fp32, fp16)
         with torch.inference_mode():
-            ref = fp32(*in32).cpu().numpy()
-            half = fp16(*in16).cpu().numpy()
-            mixed_out = mixed(*in32).cpu().numpy()
+            ref = fp32(*in32)[0].cpu().numpy()
+            half = fp16(*in16)[0].cpu().numpy()
+            mixed_out = mixed(*in32)[0].cpu().numpy()
         parities[f"batch{batch}_fp16_vs_fp32"] = parity(ref, half)
         parities[f"batch{batch}_mixed_vs_fp32"] = parity(ref, mixed_out)
         modes = {"eager_fp32": (lambda m=fp32, x=in32: m(*x)), "eager_fp16": (lambda m=fp16, x=in16: m(*x)),

@@ -54,7 +54,7 @@ def main():
             for name, mirror in variants.items():
                 frame_path.geometry.surface.mirror = mirror
                 out = frame_path(image, betas, source_pose, camera, parsing, depth, style, background,
-                                 torch.from_numpy(pose_b[None]), torch.zeros(1, 3))[0].numpy()
+                                 torch.from_numpy(pose_b[None]), torch.zeros(1, 3))[0][0].numpy()  # (frame, alpha)[0], batch item 0
                 scores[name].append(synthetic.region_scores(out, truth, render_b.silhouette))
     lines = [f"# Mirror borrowing, {args.subjects} subjects photographed turned 50-75 degrees, {N}x{N}, true body",
              "", "| frame path | PSNR person (dB) | SSIM person |", "|---|---|---|"]

@@ -29,7 +29,7 @@ class FramePath(torch.nn.Module):
     """The three frame-path stages chained in-process, as the frame ensemble chains them.
 
     For benchmarks (eager PyTorch vs ONNX Runtime vs Triton) and GPU checks;
-    inputs are the frame ensemble's, in contract order.
+    inputs are the frame ensemble's, in contract order; returns (frame, frame_alpha).
     """
 
     def __init__(self, resolution: int):

@@ -62,7 +62,7 @@ class StyleGenerator(torch.nn.Module):
 
     (source_image ``[B,3,N,N]``, background ``[B,3,N,N]``, region_style ``[B,P,16]``,
     correspondence_flow ``[B,2,N,N]`` NDC, source_visibility ``[B,1,N,N]``, target_parsing ``[B,1,N,N]`` int32)
-    -> frame ``[B,N,N,3]`` uint8.
+    -> frame ``[B,N,N,3]`` uint8, frame_alpha ``[B,N,N,1]`` uint8 (255 where the frame differs from the photo).
     """
 
     def forward(self, source_image, background, region_style, correspondence_flow, source_visibility, target_parsing):
@@ -79,4 +79,9 @@ class StyleGenerator(torch.nn.Module):
         seen = (source_visibility > 0.5).to(source_image.dtype)
         body = region_colour + seen * (warped - region_colour)
         out = background + person * (body - background)
-        return (out.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
+        frame = (out.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
+        # Generated: the dancer, and the plate where the photo's person stood (the only place it differs).
+        refilled = ((background - source_image).abs().amax(1, keepdim=True) > 1.0 / 512).to(source_image.dtype)
+        generated = person + refilled - person * refilled
+        alpha = (generated * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
+        return frame, alpha

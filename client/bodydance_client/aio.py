@@ -10,11 +10,12 @@ import numpy as np
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
+from bodydance_client import compositing
 from bodydance_client import contract as C
 from bodydance_client.errors import ServerNotReadyError
-from bodydance_client.images import PhotoLike, load_photo
+from bodydance_client.images import PhotoLike
 from bodydance_client.sdk import (
-    DEFAULT_URL, Subject, _status, _translate, frame_from_result, frame_request, is_retryable, subject_from_result,
+    DEFAULT_URL, Subject, _status, load_canvas_and_upload, _translate, frame_from_result, frame_request, is_retryable, subject_from_result,
     subject_request, tensor_input,
 )
 from bodydance_client.templates import Template, resolve_template
@@ -24,8 +25,9 @@ class AsyncBodyDanceClient:
     """``await client.prepare(photo)``; ``async for frame in client.frames(subject, template)``."""
 
     def __init__(self, urls: Union[str, Sequence[str]] = DEFAULT_URL, *, timeout_s: float = 60.0,
-                 retry_deadline_s: float = 60.0, window: int = 4):
+                 retry_deadline_s: float = 60.0, window: int = 4, max_side: int = compositing.DEFAULT_MAX_SIDE):
         self.urls = [urls] if isinstance(urls, str) else list(urls)
+        self.max_side = int(max_side)
         self.timeout_s = timeout_s
         self.retry_deadline_s = retry_deadline_s
         self.window = max(1, window)
@@ -62,9 +64,10 @@ class AsyncBodyDanceClient:
                 delay = min(delay * 2, 5.0)
 
     async def prepare(self, photo: PhotoLike) -> Subject:
-        image = await asyncio.to_thread(load_photo, photo)
+        canvas, image = await asyncio.to_thread(load_canvas_and_upload, photo, self.max_side)
         inputs, outputs = subject_request(image)
-        return subject_from_result(await self._infer(C.SUBJECT_ENSEMBLE.name, inputs, outputs, "prepare(photo)"), image)
+        result = await self._infer(C.SUBJECT_ENSEMBLE.name, inputs, outputs, "prepare(photo)")
+        return subject_from_result(result, image, canvas)
 
     async def _frame(self, subject: Subject, subject_inputs, pose, translation, index: int) -> np.ndarray:
         inputs, outputs = frame_request(subject_inputs, pose, translation)
@@ -83,10 +86,10 @@ class AsyncBodyDanceClient:
                     subject, subject_inputs, template.poses[index], template.translations[index], index)))
                 if len(pending) >= window:
                     frame = await pending.popleft()
-                    yield subject.crop(frame) if crop else frame
+                    yield subject.present(frame, composite=crop)
             while pending:
                 frame = await pending.popleft()
-                yield subject.crop(frame) if crop else frame
+                yield subject.present(frame, composite=crop)
         finally:
             for task in pending:
                 task.cancel()

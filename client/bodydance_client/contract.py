@@ -11,7 +11,7 @@ Conventions
   dimension that batched models add in front.
 * Images inside the pipeline are planar float32 RGB in [0, 1], ``[3, N, N]``.
 * Image coordinates are normalised device coordinates (NDC): x right, y down,
-  both in [-1, 1] across the ``N x N`` letterboxed square, pixel centres at
+  both in [-1, 1] across the ``N x N`` working square (:class:`PhotoSquare`), pixel centres at
   ``(2 i + 1) / N - 1`` (``grid_sample(..., align_corners=False)``).
 * Body coordinates follow SMPL: metres, +Y up, +X to the body's left,
   +Z towards the camera. Poses are axis-angle in radians, 24 joints in SMPL
@@ -88,6 +88,10 @@ SOURCE_DEPTH = TensorSpec(
 REGION_STYLE = TensorSpec("region_style", F32, (NUM_PARTS, STYLE_DIM), "style code per part; [:3] is the mean RGB in [0, 1]")
 BACKGROUND = TensorSpec("background", F32, (3, "N", "N"), "the photo with the person removed and filled, planar RGB in [0, 1]")
 PERSON_COUNT = TensorSpec("person_count", I32, (1,), "people detected in the photo; the largest is used")
+PHOTO_SQUARE = TensorSpec(
+    "photo_square", F32, (3,),
+    "the working square in the photo (left, top, side; whole photo px, may reach past its edges): "
+    "source_image and every frame show it at N x N")
 
 SUBJECT_TENSORS = (SOURCE_IMAGE, PERSON_MASK, BETAS, SOURCE_POSE, CAMERA, SOURCE_PARSING, SOURCE_DEPTH, REGION_STYLE,
                    BACKGROUND)
@@ -95,7 +99,11 @@ SUBJECT_TENSORS = (SOURCE_IMAGE, PERSON_MASK, BETAS, SOURCE_POSE, CAMERA, SOURCE
 # --- frame ensemble: once per output frame --------------------------------------------
 TARGET_POSE = TensorSpec("target_pose", F32, (NUM_JOINTS, 3), "template pose, axis-angle radians, SMPL order")
 TARGET_TRANSLATION = TensorSpec("target_translation", F32, (3,), "root offset from the source position, metres")
-FRAME = TensorSpec("frame", U8, ("N", "N", 3), "generated RGB frame, letterboxed like source_image")
+FRAME = TensorSpec("frame", U8, ("N", "N", 3), "generated RGB frame of the working square, like source_image")
+FRAME_ALPHA = TensorSpec(
+    "frame_alpha", U8, ("N", "N", 1),
+    "255 where the frame differs from the photo (the dancer, and the filled place where the photo's person stood), "
+    "0 where it shows the photo's own pixels: what to composite onto the full-resolution photo")
 
 # --- between frame-path stages --------------------------------------------------------
 CORRESPONDENCE_FLOW = TensorSpec(
@@ -119,7 +127,7 @@ class StageContract:
 
 SUBJECT_RECONSTRUCTION = StageContract(
     "subject_reconstruction", (PHOTO,),
-    (SOURCE_IMAGE, PERSON_MASK, BETAS, SOURCE_POSE, CAMERA, PERSON_COUNT), frame_path=False)
+    (SOURCE_IMAGE, PERSON_MASK, BETAS, SOURCE_POSE, CAMERA, PERSON_COUNT, PHOTO_SQUARE), frame_path=False)
 SOURCE_PARSER = StageContract(
     "source_parser", (PERSON_MASK, BETAS, SOURCE_POSE, CAMERA), (SOURCE_PARSING, SOURCE_DEPTH), frame_path=False)
 STYLE_ENCODER = StageContract(
@@ -132,7 +140,7 @@ PARSING_PRIOR = StageContract(
 STYLE_GENERATOR = StageContract(
     "style_generator",
     (SOURCE_IMAGE, BACKGROUND, REGION_STYLE, CORRESPONDENCE_FLOW, SOURCE_VISIBILITY, TARGET_PARSING),
-    (FRAME,), frame_path=True)
+    (FRAME, FRAME_ALPHA), frame_path=True)
 
 
 
@@ -167,44 +175,61 @@ def stage_of(model_name: str) -> Stage:
             return stage
     raise KeyError(f"{model_name!r} is not a stage model")
 
-SUBJECT_ENSEMBLE = StageContract("bodydance_subject", (PHOTO,), SUBJECT_TENSORS + (PERSON_COUNT,), frame_path=False)
+SUBJECT_ENSEMBLE = StageContract("bodydance_subject", (PHOTO,), SUBJECT_TENSORS + (PERSON_COUNT, PHOTO_SQUARE),
+                                 frame_path=False)
 # The subject tensors that the frame path reads: what the client sends with every frame.
 FRAME_SUBJECT_TENSORS = tuple(t for t in SUBJECT_TENSORS if any(t in stage.inputs for stage in FRAME_STAGES))
 FRAME_ENSEMBLE = StageContract(
-    "bodydance_frame", FRAME_SUBJECT_TENSORS + (TARGET_POSE, TARGET_TRANSLATION), (FRAME,), frame_path=True)
+    "bodydance_frame", FRAME_SUBJECT_TENSORS + (TARGET_POSE, TARGET_TRANSLATION), (FRAME, FRAME_ALPHA), frame_path=True)
 ENSEMBLES = (SUBJECT_ENSEMBLE, FRAME_ENSEMBLE)
 
 TRITON_DTYPE = {F32: "FP32", I32: "INT32", U8: "UINT8"}
 
 
 @dataclasses.dataclass(frozen=True)
-class Letterbox:
-    """Where a ``photo_height x photo_width`` photo sits, scaled and centred, in the ``N x N`` square.
+class PhotoSquare:
+    """The working square: a ``side x side`` px square of the photo, seen by the models at ``N x N``.
 
-    The server builds ``source_image`` with it and maps landmarks through it; the client crops
-    frames back with it. ``scale`` is square px per photo px; ``left``/``top`` and
-    ``width``/``height`` are the scaled photo's offset and size in square px.
+    ``left``/``top``/``side`` are whole photo pixels; the square may reach past the photo's edges
+    (those pixels are padding). The subject side chooses it around the person
+    (:data:`PHOTO_SQUARE`); :meth:`letterbox` is the whole photo, centred. Square pixel ``(u, v)``
+    (0..N-1) covers photo pixels ``left + u * side / N`` to ``left + (u + 1) * side / N``.
     """
 
-    resolution: int
-    scale: float
     left: int
     top: int
-    width: int
-    height: int
+    side: int
+    resolution: int
 
     @classmethod
-    def fit(cls, photo_height: int, photo_width: int, resolution: int) -> "Letterbox":
-        scale = resolution / max(photo_height, photo_width)
-        width, height = max(1, round(photo_width * scale)), max(1, round(photo_height * scale))
-        return cls(resolution, scale, (resolution - width) // 2, (resolution - height) // 2, width, height)
+    def letterbox(cls, photo_height: int, photo_width: int, resolution: int) -> "PhotoSquare":
+        side = max(photo_height, photo_width)
+        return cls((photo_width - side) // 2, (photo_height - side) // 2, side, resolution)
 
-    def crop(self, square: np.ndarray) -> np.ndarray:
-        """``[N, N, ...]`` -> the photo's part of it, ``[height, width, ...]``."""
-        return square[self.top:self.top + self.height, self.left:self.left + self.width]
+    @classmethod
+    def from_tensor(cls, values: np.ndarray, resolution: int) -> "PhotoSquare":
+        left, top, side = (int(round(float(v))) for v in np.asarray(values).reshape(-1)[:3])
+        return cls(left, top, side, resolution)
 
-    def to_ndc(self, xy_normalised: np.ndarray) -> np.ndarray:
-        """Points ``[..., 2]`` normalised to the photo ([0, 1] across it) -> NDC of the square."""
-        px = np.stack([xy_normalised[..., 0] * self.width + self.left,
-                       xy_normalised[..., 1] * self.height + self.top], axis=-1)
-        return px * (2.0 / self.resolution) - 1.0
+    def as_tensor(self) -> np.ndarray:
+        return np.array([self.left, self.top, self.side], np.float32)
+
+    @property
+    def scale(self) -> float:
+        """Square pixels per photo pixel."""
+        return self.resolution / self.side
+
+    def to_ndc(self, xy_px: np.ndarray) -> np.ndarray:
+        """Photo pixel coordinates ``[..., 2]`` (x right, y down; 0 at the first pixel's outer edge) -> NDC."""
+        return (np.asarray(xy_px, np.float64) - [self.left, self.top]) * (2.0 / self.side) - 1.0
+
+    def to_photo(self, ndc: np.ndarray) -> np.ndarray:
+        """NDC ``[..., 2]`` -> photo pixel coordinates (the inverse of :meth:`to_ndc`)."""
+        return (np.asarray(ndc, np.float64) + 1.0) * (self.side / 2.0) + [self.left, self.top]
+
+    def reframe_camera(self, camera: np.ndarray, other: "PhotoSquare") -> np.ndarray:
+        """A weak-perspective camera ``(s, tx, ty)`` in this square's NDC -> the same camera in ``other``'s."""
+        k = self.side / other.side
+        shift = (np.array([self.left, self.top], np.float64) - [other.left, other.top]) * (2.0 / other.side) + k - 1.0
+        s, tx, ty = (float(v) for v in camera)
+        return np.array([k * s, k * tx + shift[0], k * ty + shift[1]], np.float32)

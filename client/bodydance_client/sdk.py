@@ -27,7 +27,8 @@ from bodydance_client import contract as C
 from bodydance_client.errors import (
     BodyDanceError, RequestTimeoutError, ServerNotReadyError, from_tagged,
 )
-from bodydance_client.images import PhotoLike, load_photo
+from bodydance_client import compositing
+from bodydance_client.images import UPLOAD_SIDE, PhotoLike, load_photo
 from bodydance_client.templates import Template, resolve_template
 from bodydance_client.video import Mp4Writer, contact_sheet
 
@@ -36,24 +37,39 @@ DEFAULT_URL = "127.0.0.1:8001"
 
 @dataclasses.dataclass
 class Subject:
-    """Everything the frame ensemble needs about one photo, plus how to crop frames back.
+    """Everything the frame ensemble needs about one photo, plus what to composite frames onto.
 
-    ``tensors`` maps each of :data:`contract.SUBJECT_TENSORS` to an array with a
-    leading batch dimension of 1.
+    ``tensors`` maps each of :data:`contract.SUBJECT_TENSORS` to an array with a leading batch
+    dimension of 1. ``square`` is the working square in the uploaded photo's px; ``canvas`` the
+    photo at the video's resolution (``photo`` is the uploaded, possibly smaller, copy).
     """
 
     tensors: Dict[str, np.ndarray]
     photo_size: tuple  # (height, width) px of the uploaded photo
     person_count: int
     photo: Optional[np.ndarray] = None
+    square: Optional[C.PhotoSquare] = None
+    canvas: Optional[np.ndarray] = None
 
     @property
     def resolution(self) -> int:
         return int(self.tensors[C.SOURCE_IMAGE.name].shape[-1])
 
-    def crop(self, frame: np.ndarray) -> np.ndarray:
-        """Letterboxed ``[N, N, 3]`` frame -> the photo's aspect ratio."""
-        return C.Letterbox.fit(*self.photo_size, self.resolution).crop(frame)
+    @property
+    def video_size(self) -> tuple:
+        """(height, width) px of the composited frames."""
+        canvas = self.canvas if self.canvas is not None else self.photo
+        return canvas.shape[:2]
+
+    def present(self, frame: np.ndarray, composite: bool = True) -> np.ndarray:
+        """``[N, N, 4]`` frame + alpha from the server -> the frame composited onto the photo at its
+        own resolution (``composite=False``: the ``[N, N, 3]`` frame of the working square as it came)."""
+        canvas = self.canvas if self.canvas is not None else self.photo
+        if not composite or canvas is None:
+            return frame[..., :3]
+        square = self.square or C.PhotoSquare.letterbox(*self.photo_size, self.resolution)
+        box = compositing.square_in((square.left, square.top, square.side), self.photo_size, canvas.shape[:2])
+        return compositing.composite(canvas, box, frame[..., :3], frame[..., 3:])
 
 
 def _status(err: InferenceServerException) -> str:
@@ -89,7 +105,13 @@ def subject_request(image: np.ndarray):
             [grpcclient.InferRequestedOutput(s.name) for s in C.SUBJECT_ENSEMBLE.outputs])
 
 
-def subject_from_result(result, image: np.ndarray) -> "Subject":
+def load_canvas_and_upload(photo: PhotoLike, max_side: int):
+    """(the photo at the video's resolution, the copy to upload): decoded once."""
+    full = load_photo(photo, max_side=max(max_side, UPLOAD_SIDE))
+    return load_photo(full, max_side=max_side), load_photo(full)
+
+
+def subject_from_result(result, image: np.ndarray, canvas: Optional[np.ndarray] = None) -> "Subject":
     tensors = {s.name: result.as_numpy(s.name) for s in C.SUBJECT_TENSORS}
     count = int(result.as_numpy(C.PERSON_COUNT.name).reshape(-1)[0])
     scale = float(tensors[C.CAMERA.name].reshape(-1)[0])
@@ -97,22 +119,27 @@ def subject_from_result(result, image: np.ndarray) -> "Subject":
         warnings.warn(f"the person fills the photo (camera scale {scale:.2f} NDC/m, above {C.MAX_CAMERA_SCALE}): "
                       "frames may miss pixels on the body's largest triangles; a photo showing more of the body "
                       "avoids it", RuntimeWarning, stacklevel=3)
-    return Subject(tensors, image.shape[:2], count, photo=image)
+    square = C.PhotoSquare.from_tensor(result.as_numpy(C.PHOTO_SQUARE.name), int(tensors[C.SOURCE_IMAGE.name].shape[-1]))
+    return Subject(tensors, image.shape[:2], count, photo=image, square=square, canvas=canvas)
 
 
 def frame_request(subject_inputs, pose: np.ndarray, translation: np.ndarray):
     inputs = list(subject_inputs) + [tensor_input(C.TARGET_POSE, pose[None]),
                                      tensor_input(C.TARGET_TRANSLATION, translation[None])]
-    return inputs, [grpcclient.InferRequestedOutput(C.FRAME.name)]
+    return inputs, [grpcclient.InferRequestedOutput(s.name) for s in C.FRAME_ENSEMBLE.outputs]
 
 
 def frame_from_result(result, resolution: int, index: int) -> np.ndarray:
-    frame = result.as_numpy(C.FRAME.name)
-    expected = (1,) + C.FRAME.concrete_shape(resolution)
-    if frame is None or frame.shape != expected or frame.dtype != np.uint8:
-        got = None if frame is None else (frame.shape, frame.dtype)
-        raise ServerNotReadyError(f"frame {index}: expected uint8 {expected} from the server, got {got}")
-    return frame[0]
+    """-> ``[N, N, 4]`` uint8: the frame's RGB and its alpha (see :meth:`Subject.present`)."""
+    planes = []
+    for spec in (C.FRAME, C.FRAME_ALPHA):
+        value = result.as_numpy(spec.name)
+        expected = (1,) + spec.concrete_shape(resolution)
+        if value is None or value.shape != expected or value.dtype != np.uint8:
+            got = None if value is None else (value.shape, value.dtype)
+            raise ServerNotReadyError(f"frame {index}: expected {spec.name} uint8 {expected} from the server, got {got}")
+        planes.append(value[0])
+    return np.concatenate(planes, axis=-1)
 
 
 class BodyDanceClient:
@@ -124,11 +151,14 @@ class BodyDanceClient:
         retry_deadline_s: how long a frame keeps being retried while servers are unavailable.
         window: frames in flight at once in :meth:`frames`.
         shared_memory: pass subject tensors through system shared memory (server on this host).
+        max_side: longest side of the video in px; the photo's own resolution up to it.
     """
 
     def __init__(self, urls: Union[str, Sequence[str]] = DEFAULT_URL, *, timeout_s: float = 60.0,
-                 retry_deadline_s: float = 60.0, window: int = 4, shared_memory: bool = False):
+                 retry_deadline_s: float = 60.0, window: int = 4, shared_memory: bool = False,
+                 max_side: int = compositing.DEFAULT_MAX_SIDE):
         self.urls = [urls] if isinstance(urls, str) else list(urls)
+        self.max_side = int(max_side)
         if not self.urls:
             raise ValueError("at least one server URL is needed")
         self.timeout_s = timeout_s
@@ -190,10 +220,10 @@ class BodyDanceClient:
     # -- subject -------------------------------------------------------------------------
     def prepare(self, photo: PhotoLike) -> Subject:
         """Photo (path, bytes, PIL image or uint8 array) -> :class:`Subject`. Runs once per photo."""
-        image = load_photo(photo)
+        canvas, image = load_canvas_and_upload(photo, self.max_side)
         inputs, outputs = subject_request(image)
         result = self._infer(C.SUBJECT_ENSEMBLE.name, inputs, outputs, retry=True, what="prepare(photo)")
-        return subject_from_result(result, image)
+        return subject_from_result(result, image, canvas)
 
     # -- frames --------------------------------------------------------------------------
     def _subject_inputs(self, subject: Subject):
@@ -255,10 +285,10 @@ class BodyDanceClient:
                                                    template.poses[index], template.translations[index], index))
                         if len(pending) >= window:
                             frame = pending.popleft().result()
-                            yield subject.crop(frame) if crop else frame
+                            yield subject.present(frame, composite=crop)
                     while pending:
                         frame = pending.popleft().result()
-                        yield subject.crop(frame) if crop else frame
+                        yield subject.present(frame, composite=crop)
                 finally:
                     for future in pending:
                         future.cancel()

@@ -58,10 +58,26 @@ def test_style_generator_copies_seen_pixels_fills_unseen_ones_and_keeps_the_back
         target[..., 48:56, 24:32] = PART["hand"]  # body surface the photo never showed
         visibility = ((target > 0) & (target != PART["hand"])).float()
         visibility[..., 30:36, 26:38] = 0.0  # a hidden patch of the torso
-        frame = StyleGenerator()(image, background, style, flow, visibility, target)
+        frame, alpha = StyleGenerator()(image, background, style, flow, visibility, target)
     assert frame.dtype == torch.uint8 and frame.shape == (1, N, N, 3)
     out = frame[0].numpy().astype(float) / 255
     assert np.allclose(out[16, 30], BLUE, atol=2 / 255)  # seen: the photo's own pixel
     assert np.allclose(out[33, 30], RED, atol=2 / 255)  # hidden torso: the torso's mean colour
     assert np.allclose(out[52, 28], RED, atol=2 / 255)  # unseen hand: borrowed torso colour
     assert np.allclose(out[5, 5], GREEN, atol=2 / 255)  # background stays the plate
+    # alpha: where the frame is not the photo's own pixel (the dancer here; the photo's person stood inside it)
+    assert alpha.dtype == torch.uint8 and alpha.shape == (1, N, N, 1)
+    assert np.array_equal(alpha[0, ..., 0].numpy() == 255, (target[0, 0] > 0).numpy())
+
+
+def test_frame_alpha_covers_where_the_photo_s_person_stood():
+    image, mask, parsing = _scene()
+    with torch.no_grad():
+        style, background = StyleEncoder(N)(image, mask, parsing)
+        moved = torch.roll(parsing, shifts=20, dims=3)  # the dancer stepped 20 px right
+        flow = torch.zeros(1, 2, N, N)
+        _, alpha = StyleGenerator()(image, background, style, flow, (moved > 0).float(), moved)
+    alpha = alpha[0, ..., 0].numpy()
+    stood = (parsing[0, 0] > 0).numpy() & ~(moved[0, 0] > 0).numpy()
+    assert np.all(alpha[stood] == 255)  # the refilled plate differs from the photo there
+    assert np.all(alpha[:5, :5] == 0) and np.all(alpha[-5:, -5:] == 0)  # untouched background

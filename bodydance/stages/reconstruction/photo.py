@@ -1,9 +1,9 @@
-"""Stage 1 subject side, part 2: photo checks and the letterboxed working square.
+"""Stage 1 subject side, part 2: photo checks and the working square cut out of the photo.
 
-``source_image`` is the photo letterboxed into ``N x N`` (:class:`contract.Letterbox`);
-the bars are flat mid grey (127/255), a neutral colour that neither the mask nor the
-parsing mistakes for skin or clothes. Landmarks and the segmentation go through the
-same letterbox.
+``source_image`` is the working square (:class:`contract.PhotoSquare`) of the photo at
+``N x N``; where the square reaches past the photo, the pixels are flat mid grey
+(127/255), a neutral colour that neither the mask nor the parsing mistakes for skin or
+clothes. Landmarks and the segmentation go through the same square.
 """
 
 from __future__ import annotations
@@ -31,12 +31,19 @@ def check_photo(photo: np.ndarray) -> None:
             f"photo is {w}x{h} px; each side must be {C.MIN_PHOTO_SIDE} to {C.MAX_PHOTO_SIDE} px")
 
 
-def letterbox(image: np.ndarray, resolution: int, fill=PAD_VALUE) -> np.ndarray:
-    """``[H, W(, C)]`` -> ``[N, N(, C)]`` centred, bars = ``fill``, placed by :class:`contract.Letterbox`."""
+def crop_square(image: np.ndarray, square: C.PhotoSquare, fill=PAD_VALUE) -> np.ndarray:
+    """``[H, W(, C)]`` photo -> ``[N, N(, C)]``: the square's pixels (``fill`` past the photo's edges), resized."""
     h, w = image.shape[:2]
-    box = C.Letterbox.fit(h, w, resolution)
-    interp = cv2.INTER_AREA if box.width < w else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (box.width, box.height), interpolation=interp)
-    out = np.full((resolution, resolution) + image.shape[2:], fill, dtype=image.dtype)
-    box.crop(out)[...] = resized.reshape((box.height, box.width) + image.shape[2:])
-    return out
+    n, side = square.resolution, square.side
+    canvas = np.full((side, side) + image.shape[2:], fill, dtype=image.dtype)
+    x0, y0 = max(0, square.left), max(0, square.top)
+    x1, y1 = min(w, square.left + side), min(h, square.top + side)
+    if x1 > x0 and y1 > y0:
+        canvas[y0 - square.top:y1 - square.top, x0 - square.left:x1 - square.left] = image[y0:y1, x0:x1]
+    interp = cv2.INTER_AREA if side > n else cv2.INTER_LINEAR
+    return cv2.resize(canvas, (n, n), interpolation=interp).reshape((n, n) + image.shape[2:])
+
+
+def letterbox(image: np.ndarray, resolution: int, fill=PAD_VALUE) -> np.ndarray:
+    """``[H, W(, C)]`` -> ``[N, N(, C)]``: the whole photo, centred, bars = ``fill``."""
+    return crop_square(image, C.PhotoSquare.letterbox(*image.shape[:2], resolution), fill)

@@ -24,8 +24,9 @@ import cv2
 import numpy as np
 
 from bodydance.stages.reconstruction.fit import fit_body
+from bodydance.stages.reconstruction.framing import choose_square
 from bodydance.stages.reconstruction.landmarks import J, VISIBLE, check_person_size, landmarks_to_joints
-from bodydance.stages.reconstruction.photo import check_photo, letterbox
+from bodydance.stages.reconstruction.photo import check_photo, crop_square
 from bodydance_client import contract as C
 from bodydance_client.errors import NoPersonError
 
@@ -43,10 +44,20 @@ class SubjectReconstruction:
     source_pose: np.ndarray  # [24, 3] float32, axis-angle rad
     camera: np.ndarray  # [3] float32 (s NDC/m, tx, ty)
     person_count: np.ndarray  # [1] int32
+    photo_square: np.ndarray  # [3] float32: left, top, side in photo px (contract.PhotoSquare)
     # diagnostics
     joints_2d: np.ndarray  # [24, 2] float32 NDC: the observed joints (trust them where confidence >= VISIBLE)
     joint_confidence: np.ndarray  # [24] float32 in [0, 1]
     reprojection_px: float  # RMS distance, in pixels of the N x N image, of fitted to observed confident joints
+
+
+def _search_windows(width: int, height: int, side: int):
+    """Overlapping ``side``-px squares (x0, y0, x1, y1) across a photo, half a square apart."""
+    if side < 64:
+        return []
+    ys = sorted({*range(0, height - side + 1, side // 2), height - side})
+    xs = sorted({*range(0, width - side + 1, side // 2), width - side})
+    return [(x, y, x + side, y + side) for y in ys for x in xs]
 
 
 class Reconstructor:
@@ -56,11 +67,13 @@ class Reconstructor:
     not re-entrant) and run the rest concurrently.
     """
 
-    def __init__(self, resolution: int = C.DEFAULT_RESOLUTION, detection_side: int = 1024):
+    def __init__(self, resolution: int = C.DEFAULT_RESOLUTION, detection_side: int = 1024, frame_person: bool = True):
+        """``frame_person=False`` keeps the whole photo as the working square (the letterbox)."""
         import mediapipe as mp
 
         self.resolution = int(resolution)
         self.detection_side = int(detection_side)
+        self.frame_person = bool(frame_person)
         self._pose = mp.solutions.pose.Pose(
             static_image_mode=True, model_complexity=1, enable_segmentation=True, min_detection_confidence=0.5)
         # Pose follows one person; the (bundled, offline) selfie segmentation sees everyone, so it counts
@@ -99,6 +112,21 @@ class Reconstructor:
                 boxes.append((area, (x, y, x + bw, y + bh)))
         return [box for _, box in sorted(boxes, key=lambda item: -item[0])]
 
+    def _pose_in(self, image: np.ndarray, box):
+        """MediaPipe Pose on ``image[y0:y1, x0:x1]``; None when it finds nobody."""
+        x0, y0, x1, y1 = box
+        with self._lock:
+            result = self._pose.process(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        if result.pose_landmarks is None or result.pose_world_landmarks is None:
+            return None
+        return result
+
+    @staticmethod
+    def _extent(result) -> float:
+        """Area (of its crop) spanned by a result's clearly visible landmarks."""
+        points = np.array([[p.x, p.y] for p in result.pose_landmarks.landmark if p.visibility >= VISIBLE])
+        return 0.0 if len(points) < 4 else float(np.prod(np.ptp(points, axis=0)))
+
     def _detect(self, photo: np.ndarray):
         h, w = photo.shape[:2]
         image = photo
@@ -117,10 +145,19 @@ class Reconstructor:
             pad_x, pad_y = 0.15 * (bx1 - bx0), 0.15 * (by1 - by0)
             x0, y0 = int(max(0, bx0 - pad_x)), int(max(0, by0 - pad_y))
             x1, y1 = int(min(iw, bx1 + pad_x)), int(min(ih, by1 + pad_y))
-        with self._lock:
-            result = self._pose.process(np.ascontiguousarray(image[y0:y1, x0:x1]))
-        if result.pose_landmarks is None or result.pose_world_landmarks is None:
-            raise NoPersonError("no person found in the photo")
+        result = self._pose_in(image, (x0, y0, x1, y1))
+        if result is None:
+            # A small person in a wide scene escapes the detector on the whole photo: look again through
+            # overlapping squares and keep the most prominent person found.
+            found = []
+            for side in (min(iw, ih), min(iw, ih) // 2):  # the larger squares first; smaller only if they fail
+                found = [(self._extent(r), box, r) for box in _search_windows(iw, ih, side)
+                         for r in [self._pose_in(image, box)] if r is not None]
+                if found:
+                    break
+            if not found:
+                raise NoPersonError("no person found in the photo")
+            _, (x0, y0, x1, y1), result = max(found, key=lambda item: item[0])
         cw, ch = x1 - x0, y1 - y0
         image_lm = np.array([[(p.x * cw + x0) / iw, (p.y * ch + y0) / ih, p.visibility]
                              for p in result.pose_landmarks.landmark], np.float64)
@@ -142,7 +179,9 @@ class Reconstructor:
         xy, visibility = image_lm[:, :2], image_lm[:, 2]
         inside = (xy >= 0).all(-1) & (xy <= 1).all(-1)
         visibility = np.where(inside & np.isfinite(xy).all(-1), np.nan_to_num(visibility), 0.0)
-        landmarks_ndc = C.Letterbox.fit(h, w, n).to_ndc(xy)
+        # The fit is made in the whole photo's letterbox, then moved to the working square.
+        letterbox = C.PhotoSquare.letterbox(h, w, n)
+        landmarks_ndc = letterbox.to_ndc(xy * [w, h])
         check_person_size(landmarks_ndc, visibility)
         # MediaPipe world: x image-right, y down, z away from the camera -> SMPL: +Y up, +Z towards it.
         world = world_lm * np.array([1.0, -1.0, -1.0])
@@ -154,18 +193,27 @@ class Reconstructor:
             raise NoPersonError("the body is not visible enough: the photo must show both shoulders or both hips")
 
         fit = fit_body(joints_3d, joints_2d, confidence)
-        source = letterbox(photo, n).astype(np.float32) * np.float32(1 / 255)
-        person_mask = letterbox(np.clip(np.nan_to_num(mask), 0.0, 1.0), n, fill=0.0)
+        mask = np.clip(np.nan_to_num(mask), 0.0, 1.0)
+        to_photo = w / mask.shape[1]  # the mask is at MediaPipe's detection size
+        square = letterbox
+        if self.frame_person:
+            rows, cols = np.nonzero(mask > 0.5)
+            seen_box = None if rows.size == 0 else np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]) * to_photo
+            square = choose_square(h, w, n, fit.camera, fit.joints, fit.betas, seen_box)
+        mask_square = C.PhotoSquare(*(int(round(v / to_photo)) for v in (square.left, square.top, square.side)), n)
+        source = crop_square(photo, square).astype(np.float32) * np.float32(1 / 255)
+        person_mask = crop_square(mask, mask_square, fill=0.0)
         out = SubjectReconstruction(
             source_image=np.ascontiguousarray(source.transpose(2, 0, 1), dtype=np.float32),
             person_mask=np.ascontiguousarray(person_mask[None], dtype=np.float32),
             betas=fit.betas.astype(np.float32),
             source_pose=fit.pose.astype(np.float32),
-            camera=fit.camera.astype(np.float32),
+            camera=letterbox.reframe_camera(fit.camera, square),
             person_count=np.asarray([people], np.int32),
-            joints_2d=np.nan_to_num(joints_2d).astype(np.float32),
+            photo_square=square.as_tensor(),
+            joints_2d=square.to_ndc(letterbox.to_photo(np.nan_to_num(joints_2d))).astype(np.float32),
             joint_confidence=np.clip(confidence, 0.0, 1.0).astype(np.float32),
-            reprojection_px=fit.rms_ndc * n / 2.0,
+            reprojection_px=fit.rms_ndc * n / 2.0 * letterbox.side / square.side,
         )
         for spec in C.SUBJECT_RECONSTRUCTION.outputs:
             value = getattr(out, spec.name)
