@@ -12,7 +12,9 @@ import numpy as np
 import torch
 
 from bodydance.geometry import PosedBodyRaster, dilate, fill_holes, interpolate, sample_ndc
-from bodydance_client.contract import MAX_CAMERA_SCALE
+from bodydance_client.contract import MAX_CAMERA_SCALE, PART_NAMES
+
+HEAD = PART_NAMES.index("head")
 
 
 class BodyGeometry(torch.nn.Module):
@@ -34,6 +36,8 @@ class BodyGeometry(torch.nn.Module):
     # A target point counts as seen in the photo when its source depth is within
     # this many metres of the photo's front surface at that pixel.
     VISIBILITY_TOLERANCE_M = 0.03
+    # Head pixels the photo must show before the head's flow is replaced by one affine map.
+    MIN_HEAD_PIXELS = 24
 
     def __init__(self, resolution: int, max_scale: float = MAX_CAMERA_SCALE):
         super().__init__()
@@ -58,6 +62,38 @@ class BodyGeometry(torch.nn.Module):
         grid = torch.stack([x, y], -1).reshape(x.shape[0], self.resolution, self.resolution, 2)
         front = sample_ndc(source_depth, grid, mode="nearest").reshape(x.shape[0], -1)
         return z >= front - self.VISIBILITY_TOLERANCE_M
+
+    def _head_in_one_piece(self, flow_x, flow_y, head, head_seen, other_body, borrowed):
+        """Over the head and the hair around it, the one affine map that best fits the mesh's flow
+        on the head pixels the photo shows (weighted least squares, closed form, per item).
+
+        The skinning blends the jaw with the neck, so the mesh alone lets the mouth and chin slide
+        against the eyes when head and neck turn apart; a face must move as one piece. Where the
+        photo shows too little of the head (seen from behind), the mesh's flow stays.
+        flow ``[B,P]`` NDC; masks ``[B,P]`` bool.
+        """
+        batch, n = flow_x.shape[0], self.resolution
+        px, py = self.pixels[None, :, 0], self.pixels[None, :, 1]
+        w = head_seen.to(flow_x.dtype)
+        count = w.sum(-1, keepdim=True)
+        safe = count.clamp_min(1.0)
+
+        def mean(values):
+            return (w * values).sum(-1, keepdim=True) / safe
+
+        dx, dy = px - mean(px), py - mean(py)
+        qx, qy = mean(flow_x), mean(flow_y)
+        ex, ey = flow_x - qx, flow_y - qy
+        pixel2 = 1e-3 * (2.0 / n) ** 2  # a thousandth of a pixel squared in NDC: only guards a degenerate fit
+        sxx, sxy, syy = mean(dx * dx) + pixel2, mean(dx * dy), mean(dy * dy) + pixel2
+        det = sxx * syy - sxy * sxy
+        ixx, ixy, iyy = syy / det, -sxy / det, sxx / det
+        uxx, uxy, uyx, uyy = mean(ex * dx), mean(ex * dy), mean(ey * dx), mean(ey * dy)
+        fit_x = qx + (uxx * ixx + uxy * ixy) * dx + (uxx * ixy + uxy * iyy) * dy
+        fit_y = qy + (uyx * ixx + uyy * ixy) * dx + (uyx * ixy + uyy * iyy) * dy
+        around = dilate(head.to(flow_x.dtype).reshape(batch, 1, n, n), self.margin).reshape(batch, -1) > 0.5
+        use = around & ~other_body & ~borrowed & (count >= self.MIN_HEAD_PIXELS)
+        return torch.where(use, fit_x, flow_x), torch.where(use, fit_y, flow_y)
 
     def forward(self, betas, source_pose, camera, source_depth, target_pose, target_translation):
         batch, n = betas.shape[0], self.resolution
@@ -96,9 +132,12 @@ class BodyGeometry(torch.nn.Module):
         borrow = covered & ~seen & self._in_front(source_depth, mirror_x, mirror_y, mirrored[..., 2])
         body_x = torch.where(borrow, mirror_x, body_x)
         body_y = torch.where(borrow, mirror_y, body_y)
+        direct = seen
         seen = seen | borrow
         flow_x = torch.where(covered, body_x, flow_x)
         flow_y = torch.where(covered, body_y, flow_y)
+        head = covered & (parts == HEAD)
+        flow_x, flow_y = self._head_in_one_piece(flow_x, flow_y, head, head & direct, covered & ~head, borrow)
         flow = torch.stack([flow_x, flow_y], 1)  # [B, 2, P]
         flow = torch.where(near[:, None], flow, torch.full_like(flow, -2.0))
 
