@@ -1,7 +1,7 @@
 """Build a dance template from a driving video: per-frame reconstruction, then temporal smoothing.
 
 Each frame goes through the same subject-side reconstruction as a photo
-(MediaPipe + fit). The pose is smoothed in time on rotation matrices (a
+(MediaPipe + fit), following one dancer through the frames. The pose is smoothed in time on rotation matrices (a
 Gaussian window, re-orthonormalised), the root motion comes from the fitted
 camera's offsets (converted to metres with the median scale), and frames where
 nobody was found are filled from their neighbours.
@@ -18,8 +18,10 @@ from typing import Callable, Optional
 import av
 import numpy as np
 
+from bodydance.stages.reconstruction.landmarks import VISIBLE
 from bodydance.stages.reconstruction.subject import Reconstructor
 from bodydance.skeleton import axis_angle_to_matrix, matrix_to_axis_angle
+from bodydance_client.contract import PhotoSquare
 from bodydance_client.errors import BadTemplateError, NoPersonError
 from bodydance_client.templates import Template, validate
 
@@ -61,6 +63,38 @@ def _fill_missing(values: np.ndarray, found: np.ndarray) -> np.ndarray:
     return flat.reshape(values.shape)
 
 
+class PersonFollower:
+    """Keeps a video's template on one dancer: after the first frame that finds someone, each frame
+    looks only around where they were (a passer-by elsewhere in the frame is never fitted). After
+    ``patience`` frames without them it looks at the whole frame again."""
+
+    REACH = 0.6  # of the person's size: how far beyond their last box to look (a jump, a step)
+
+    def __init__(self, patience: int = 30):
+        self.patience = patience
+        self.box = None  # (x0, y0, x1, y1) photo px of the last seen joints
+        self.misses = 0
+
+    def region(self, size):
+        if self.box is None:
+            return None
+        x0, y0, x1, y1 = self.box
+        reach = self.REACH * max(x1 - x0, y1 - y0)
+        return (x0 - reach, y0 - reach, x1 + reach, y1 + reach)
+
+    def saw(self, fit) -> None:
+        square = PhotoSquare.from_tensor(fit.photo_square, fit.source_image.shape[-1])
+        seen = fit.joint_confidence >= VISIBLE
+        points = square.to_photo(fit.joints_2d[seen if seen.sum() >= 4 else slice(None)])
+        self.box = (*points.min(0), *points.max(0))
+        self.misses = 0
+
+    def missed(self) -> None:
+        self.misses += 1
+        if self.misses > self.patience:
+            self.box = None
+
+
 def build_template(video: os.PathLike, name: str, *, sigma_frames: float = 1.5, max_frames: int = 18_000,
                    progress: Optional[Callable[[int], None]] = None) -> Template:
     path = Path(video)
@@ -71,18 +105,24 @@ def build_template(video: os.PathLike, name: str, *, sigma_frames: float = 1.5, 
         container = av.open(str(path))
     except av.error.FFmpegError as err:
         raise BadTemplateError(f"{path}: not a readable video ({err})") from err
-    with container, Reconstructor() as reconstruct:
+    # The whole frame is the working square (frame_person=False), so the cameras of all frames share
+    # one image frame and their offsets are the root motion.
+    with container, Reconstructor(frame_person=False) as reconstruct:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or 30)
+        follow = PersonFollower()
         for i, frame in enumerate(container.decode(stream)):
             if i >= max_frames:
                 raise BadTemplateError(f"{path}: longer than {max_frames} frames")
+            image = frame.to_ndarray(format="rgb24")
             try:
-                fit = reconstruct(frame.to_ndarray(format="rgb24"))
+                fit = reconstruct(image, region=follow.region(image.shape[:2]))
+                follow.saw(fit)
                 poses.append(fit.source_pose)
                 cameras.append(fit.camera)
                 found.append(True)
             except NoPersonError:
+                follow.missed()
                 poses.append(np.zeros((24, 3), np.float32))
                 cameras.append(np.zeros(3, np.float32))
                 found.append(False)

@@ -6,7 +6,8 @@ The server tags its INVALID_ARGUMENT messages with ``[kind]`` (one of the
 
 from __future__ import annotations
 
-from typing import Dict, Type
+import re
+from typing import Dict, Optional, Type
 
 
 class BodyDanceError(Exception):
@@ -25,6 +26,21 @@ class NoPersonError(BodyDanceError, ValueError):
     """No person (or too small a person) was found in the photo."""
 
     kind = "no_person"
+
+
+class PhotoNotUprightError(BadImageError):
+    """The person in the photo is upside down or lying sideways.
+
+    ``quarter_turns``: how many quarter turns anticlockwise (``numpy.rot90``'s ``k``) stand them
+    upright, when the evidence is clear; None when it is not (lying at a slant, say).
+    """
+
+    kind = "not_upright"
+
+    def __init__(self, message: str, quarter_turns: Optional[int] = None):
+        super().__init__(message)
+        found = re.search(r"quarter_turns=(\d)", message)
+        self.quarter_turns = quarter_turns if quarter_turns is not None else (int(found.group(1)) if found else None)
 
 
 class BadTemplateError(BodyDanceError, ValueError):
@@ -58,7 +74,7 @@ class ServerStartError(BodyDanceError, RuntimeError):
 
 
 _BY_KIND: Dict[str, Type[BodyDanceError]] = {
-    cls.kind: cls for cls in (BadImageError, NoPersonError, BadTemplateError, InvalidRequestError)
+    cls.kind: cls for cls in (BadImageError, PhotoNotUprightError, NoPersonError, BadTemplateError, InvalidRequestError)
 }
 
 

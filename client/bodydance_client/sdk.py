@@ -25,7 +25,7 @@ from tritonclient.utils import InferenceServerException
 
 from bodydance_client import contract as C
 from bodydance_client.errors import (
-    BodyDanceError, RequestTimeoutError, ServerNotReadyError, from_tagged,
+    BodyDanceError, PhotoNotUprightError, RequestTimeoutError, ServerNotReadyError, from_tagged,
 )
 from bodydance_client import compositing
 from bodydance_client.images import UPLOAD_SIDE, PhotoLike, load_photo
@@ -105,6 +105,13 @@ def subject_request(image: np.ndarray):
             [grpcclient.InferRequestedOutput(s.name) for s in C.SUBJECT_ENSEMBLE.outputs])
 
 
+def turn_upright(canvas: np.ndarray, image: np.ndarray, err: PhotoNotUprightError):
+    """Both copies of the photo turned as the server's evidence says, with a warning that says so."""
+    warnings.warn(f"turned the photo to stand the person upright ({err})", RuntimeWarning, stacklevel=3)
+    return (np.ascontiguousarray(np.rot90(canvas, err.quarter_turns)),
+            np.ascontiguousarray(np.rot90(image, err.quarter_turns)))
+
+
 def load_canvas_and_upload(photo: PhotoLike, max_side: int):
     """(the photo at the video's resolution, the copy to upload): decoded once."""
     full = load_photo(photo, max_side=max(max_side, UPLOAD_SIDE))
@@ -152,13 +159,16 @@ class BodyDanceClient:
         window: frames in flight at once in :meth:`frames`.
         shared_memory: pass subject tensors through system shared memory (server on this host).
         max_side: longest side of the video in px; the photo's own resolution up to it.
+        turn_upright: when the server finds the person upside down or sideways and says clearly how
+            to turn the photo, turn it and try again (with a RuntimeWarning); else the error stands.
     """
 
     def __init__(self, urls: Union[str, Sequence[str]] = DEFAULT_URL, *, timeout_s: float = 60.0,
                  retry_deadline_s: float = 60.0, window: int = 4, shared_memory: bool = False,
-                 max_side: int = compositing.DEFAULT_MAX_SIDE):
+                 max_side: int = compositing.DEFAULT_MAX_SIDE, turn_upright: bool = True):
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         self.max_side = int(max_side)
+        self.turn_upright = bool(turn_upright)
         if not self.urls:
             raise ValueError("at least one server URL is needed")
         self.timeout_s = timeout_s
@@ -221,8 +231,15 @@ class BodyDanceClient:
     def prepare(self, photo: PhotoLike) -> Subject:
         """Photo (path, bytes, PIL image or uint8 array) -> :class:`Subject`. Runs once per photo."""
         canvas, image = load_canvas_and_upload(photo, self.max_side)
-        inputs, outputs = subject_request(image)
-        result = self._infer(C.SUBJECT_ENSEMBLE.name, inputs, outputs, retry=True, what="prepare(photo)")
+        try:
+            inputs, outputs = subject_request(image)
+            result = self._infer(C.SUBJECT_ENSEMBLE.name, inputs, outputs, retry=True, what="prepare(photo)")
+        except PhotoNotUprightError as err:
+            if not self.turn_upright or err.quarter_turns is None:
+                raise
+            canvas, image = turn_upright(canvas, image, err)
+            inputs, outputs = subject_request(image)
+            result = self._infer(C.SUBJECT_ENSEMBLE.name, inputs, outputs, retry=True, what="prepare(photo)")
         return subject_from_result(result, image, canvas)
 
     # -- frames --------------------------------------------------------------------------

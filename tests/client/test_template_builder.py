@@ -76,3 +76,40 @@ def test_a_video_without_a_dancer_is_refused(tmp_path):
     (tmp_path / "junk.mp4").write_bytes(b"not a video")
     with pytest.raises(BadTemplateError):
         build_template(tmp_path / "junk.mp4", "junk")
+
+
+@pytest.fixture(scope="module")
+def video_with_a_passer_by(tmp_path_factory):
+    """The rendered dancer on the left; from the 8th frame a taller man stands still on the right."""
+    import cv2
+    from synthetic_transfer import Scene
+
+    from bodydance.body import BodyModel, load_open_body_arrays
+
+    rng = np.random.default_rng(11)
+    scene = Scene(BodyModel.open_body(), load_open_body_arrays(), rng)
+    truth = load_bundled("jumping_jacks")
+    frames = list(range(0, 60, 2))
+    man = cv2.cvtColor(cv2.imread(str(Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "sports2d.jpg")),
+                       cv2.COLOR_BGR2RGB)
+    man = cv2.resize(man, (round(man.shape[1] * 320 / man.shape[0]), 320), interpolation=cv2.INTER_AREA)
+    path = tmp_path_factory.mktemp("video") / "passer_by.mp4"
+    with Mp4Writer(path, fps=15, crf=16) as writer:
+        for k, i in enumerate(frames):
+            dancer = scene.render(truth.poses[i], truth.translations[i])[0]
+            canvas = np.full((320, 720, 3), dancer[0, 0], np.uint8)
+            canvas[32:32 + dancer.shape[0], 16:16 + dancer.shape[1]] = dancer
+            if k >= 8:
+                canvas[:, 720 - man.shape[1]:] = man
+            writer.write(canvas)
+    return path, truth.poses[frames]
+
+
+def test_a_template_stays_on_its_dancer_when_someone_else_comes_into_view(video_with_a_passer_by):
+    from bodydance.template_builder import build_template
+
+    video, true_poses = video_with_a_passer_by
+    built = build_template(video, "followed")
+    built_arms, true_arms = _arm_heights(built.poses), _arm_heights(true_poses)
+    assert np.corrcoef(built_arms[8:], true_arms[8:])[0, 1] > 0.9  # still the dancer's jumping jacks
+    assert np.abs(built.translations[8:, 0]).max() < 0.5  # the root did not leap to the man on the right

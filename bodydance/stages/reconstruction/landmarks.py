@@ -10,13 +10,13 @@ the spine's curve). Joints below :data:`VISIBLE` never drive the fit.
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
 from bodydance.skeleton import REST_JOINTS
 from bodydance_client import contract as C
-from bodydance_client.errors import NoPersonError
+from bodydance_client.errors import NoPersonError, PhotoNotUprightError
 
 NUM_LANDMARKS = 33
 # MediaPipe Pose landmark indices (the person's own left/right, as in SMPL).
@@ -99,3 +99,37 @@ def check_person_size(ndc: np.ndarray, confidence: np.ndarray) -> None:
             f"the person is too small: {extent:.1%} of the photo; at least {MIN_PERSON_SIZE:.0%} is needed")
 
 
+
+
+UPRIGHT_TOLERANCE_DEG = 45.0  # the person's up may lean this far from the image's up
+CLEAR_TURN_DEG = 25.0  # within this of a quarter turn, the photo is turned rather than refused
+
+
+def body_up_angle(xy: np.ndarray, visibility: np.ndarray) -> Optional[float]:
+    """Degrees clockwise from the image's up to the person's up, from ``[33, 2]`` landmarks (x right,
+    y down, any units with square pixels): mid-hip -> mid-shoulder and mid-shoulder -> mid-ear, the
+    lines the photo shows clearly, averaged. None when neither is seen."""
+    seen = visibility >= VISIBLE
+    mid = {pair: (xy[LANDMARKS[f"left_{pair}"]] + xy[LANDMARKS[f"right_{pair}"]]) / 2 for pair in ("hip", "shoulder", "ear")}
+    both = {pair: seen[LANDMARKS[f"left_{pair}"]] and seen[LANDMARKS[f"right_{pair}"]] for pair in mid}
+    ups = [mid[top] - mid[bottom] for bottom, top in (("hip", "shoulder"), ("shoulder", "ear"))
+           if both[bottom] and both[top]]
+    if not ups:
+        return None
+    up = sum(u / max(float(np.linalg.norm(u)), 1e-9) for u in ups)
+    return float(np.degrees(np.arctan2(up[0], -up[1])))
+
+
+def check_upright(xy: np.ndarray, visibility: np.ndarray) -> None:
+    """PhotoNotUprightError (saying how to turn the photo, when that is clear) unless the person stands upright."""
+    angle = body_up_angle(xy, visibility)
+    if angle is None or abs(angle) <= UPRIGHT_TOLERANCE_DEG:
+        return
+    turns = int(round(angle / 90.0))
+    what = "upside down" if abs(turns) == 2 else "lying sideways"
+    sense = "clockwise" if angle > 0 else "anticlockwise"
+    message = f"the person in the photo is {what}: their head points {abs(angle):.0f} degrees {sense} from up"
+    if abs(angle - 90.0 * turns) > CLEAR_TURN_DEG:
+        raise PhotoNotUprightError(message + "; use a photo in which they stand upright")
+    how = {1: "a quarter turn anticlockwise", 2: "half a turn", 3: "a quarter turn clockwise"}[turns % 4]
+    raise PhotoNotUprightError(f"{message}; turn the photo {how} (quarter_turns={turns % 4})", turns % 4)

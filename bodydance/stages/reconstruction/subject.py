@@ -25,7 +25,9 @@ import numpy as np
 
 from bodydance.stages.reconstruction.fit import fit_body
 from bodydance.stages.reconstruction.framing import choose_square
-from bodydance.stages.reconstruction.landmarks import J, VISIBLE, check_person_size, landmarks_to_joints
+from bodydance.stages.reconstruction.landmarks import (
+    J, VISIBLE, check_person_size, check_upright, landmarks_to_joints,
+)
 from bodydance.stages.reconstruction.photo import check_photo, crop_square
 from bodydance_client import contract as C
 from bodydance_client.errors import NoPersonError
@@ -127,7 +129,7 @@ class Reconstructor:
         points = np.array([[p.x, p.y] for p in result.pose_landmarks.landmark if p.visibility >= VISIBLE])
         return 0.0 if len(points) < 4 else float(np.prod(np.ptp(points, axis=0)))
 
-    def _detect(self, photo: np.ndarray):
+    def _detect(self, photo: np.ndarray, region=None):
         h, w = photo.shape[:2]
         image = photo
         if max(h, w) > self.detection_side:
@@ -138,6 +140,14 @@ class Reconstructor:
         with self._lock:
             if self._closed:
                 raise RuntimeError("this Reconstructor is closed")
+        if region is not None:  # follow one person (a video): look only where they were
+            f = iw / w
+            x0, y0 = int(max(0, region[0] * f)), int(max(0, region[1] * f))
+            x1, y1 = int(min(iw, region[2] * f)), int(min(ih, region[3] * f))
+            result = self._pose_in(image, (x0, y0, x1, y1)) if x1 - x0 >= 16 and y1 - y0 >= 16 else None
+            if result is None:
+                raise NoPersonError("nobody where the person was")
+            return self._landmarks(result, (x0, y0, x1, y1), iw, ih) + (1,)
         people = self._people_boxes(image)
         x0, y0, x1, y1 = 0, 0, iw, ih
         if len(people) > 1:  # several people: fit the largest, seen through a crop around it
@@ -158,6 +168,13 @@ class Reconstructor:
             if not found:
                 raise NoPersonError("no person found in the photo")
             _, (x0, y0, x1, y1), result = max(found, key=lambda item: item[0])
+        return self._landmarks(result, (x0, y0, x1, y1), iw, ih) + (max(1, len(people)),)
+
+    @staticmethod
+    def _landmarks(result, box, iw: int, ih: int):
+        """(image landmarks ``[33, 3]`` (x, y normalised to the image, visibility), world ``[33, 3]`` m,
+        segmentation ``[ih, iw]``) of a Pose result on the crop ``box`` of an ``iw x ih`` image."""
+        x0, y0, x1, y1 = box
         cw, ch = x1 - x0, y1 - y0
         image_lm = np.array([[(p.x * cw + x0) / iw, (p.y * ch + y0) / ih, p.visibility]
                              for p in result.pose_landmarks.landmark], np.float64)
@@ -166,13 +183,15 @@ class Reconstructor:
         if result.segmentation_mask is not None:
             mask = np.zeros((ih, iw), np.float32)
             mask[y0:y1, x0:x1] = np.asarray(result.segmentation_mask, np.float32)
-        return image_lm, world_lm, mask, max(1, len(people))
+        return image_lm, world_lm, mask
 
-    def __call__(self, photo: np.ndarray, resolution: Optional[int] = None) -> SubjectReconstruction:
+    def __call__(self, photo: np.ndarray, resolution: Optional[int] = None, region=None) -> SubjectReconstruction:
+        """``region``: ``(x0, y0, x1, y1)`` photo px to look for the person in (a video following one
+        person); None looks at the whole photo and fits its most prominent person."""
         check_photo(photo)
         n = int(resolution or self.resolution)
         h, w = photo.shape[:2]
-        image_lm, world_lm, mask, people = self._detect(photo)
+        image_lm, world_lm, mask, people = self._detect(photo, region)
         if mask is None:
             raise NoPersonError("no person found in the photo (the segmentation came back empty)")
 
@@ -183,6 +202,7 @@ class Reconstructor:
         letterbox = C.PhotoSquare.letterbox(h, w, n)
         landmarks_ndc = letterbox.to_ndc(xy * [w, h])
         check_person_size(landmarks_ndc, visibility)
+        check_upright(xy * [w, h], visibility)
         # MediaPipe world: x image-right, y down, z away from the camera -> SMPL: +Y up, +Z towards it.
         world = world_lm * np.array([1.0, -1.0, -1.0])
         joints_3d, confidence = landmarks_to_joints(world, visibility)
