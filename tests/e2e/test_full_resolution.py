@@ -57,3 +57,23 @@ def test_raw_frames_stay_the_working_square_s_size(client, wide_scene):
     subject = client.prepare(wide_scene)
     raw = next(iter(client.frames(subject, "wave", crop=False)))
     assert raw.shape == C.FRAME.concrete_shape(subject.resolution)
+
+
+def test_an_upside_down_photo_is_turned_upright_by_the_client_or_refused_by_name(client, server, astronaut_path):
+    import warnings
+
+    from PIL import Image
+
+    from bodydance_client.errors import PhotoNotUprightError
+    from bodydance_client.sdk import BodyDanceClient
+
+    upright = np.asarray(Image.open(astronaut_path).convert("RGB"))
+    upside_down = np.ascontiguousarray(upright[::-1, ::-1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        subject = client.prepare(upside_down)
+    assert any("turned the photo" in str(w.message) for w in caught)
+    assert np.array_equal(subject.canvas, upright)  # the video is made of the photo turned upright
+    with BodyDanceClient(server.grpc_url, turn_upright=False) as strict:
+        with pytest.raises(PhotoNotUprightError, match="upside down.*half a turn"):
+            strict.prepare(upside_down)

@@ -330,3 +330,40 @@ def test_several_people_are_counted_and_the_largest_is_fitted():
     assert int(alone.person_count[0]) == 1 and int(both.person_count[0]) == 2
     assert both.camera[1] < -0.3  # centred on the left, where the large astronaut stands
     assert both.camera[0] > 1.2  # at her scale, not the small copy's
+
+
+@pytest.mark.parametrize("turned", [1, 2, 3])
+def test_a_person_upside_down_or_sideways_is_refused_with_the_turn_that_stands_them_up(reconstructor, astronaut, turned):
+    from bodydance_client.errors import PhotoNotUprightError
+
+    photo = np.ascontiguousarray(np.rot90(astronaut, turned))
+    with pytest.raises(PhotoNotUprightError, match="upside down" if turned == 2 else "lying sideways") as caught:
+        reconstructor(photo)
+    assert caught.value.quarter_turns == (4 - turned) % 4
+    upright = reconstructor(np.ascontiguousarray(np.rot90(photo, caught.value.quarter_turns)))
+    assert upright.reprojection_px < 8
+
+
+def _torso_at(degrees: float):
+    """Landmarks of a torso whose head points ``degrees`` clockwise from the image's up (y down)."""
+    from bodydance.stages.reconstruction.landmarks import LANDMARKS
+
+    xy, visibility = np.zeros((33, 2)), np.zeros(33)
+    angle = np.radians(degrees)
+    up = np.array([np.sin(angle), -np.cos(angle)])
+    for side, offset in (("left", 1.0), ("right", -1.0)):
+        across = np.array([-up[1], up[0]]) * offset * 20
+        xy[LANDMARKS[f"{side}_hip"]] = across
+        xy[LANDMARKS[f"{side}_shoulder"]] = across + 100 * up
+        visibility[[LANDMARKS[f"{side}_hip"], LANDMARKS[f"{side}_shoulder"]]] = 1.0
+    return xy, visibility
+
+
+def test_a_slanted_person_is_refused_without_a_turn_to_guess():
+    from bodydance.stages.reconstruction.landmarks import check_upright
+    from bodydance_client.errors import PhotoNotUprightError
+
+    with pytest.raises(PhotoNotUprightError, match="135 degrees clockwise") as caught:
+        check_upright(*_torso_at(135.0))  # between a quarter and a half turn
+    assert caught.value.quarter_turns is None
+    check_upright(*_torso_at(30.0))  # a lean is not a rotated photo
