@@ -23,6 +23,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from bodydance.stages.reconstruction.facing import decide_facing
 from bodydance.stages.reconstruction.fit import fit_body
 from bodydance.stages.reconstruction.framing import choose_square
 from bodydance.stages.reconstruction.landmarks import (
@@ -81,6 +82,11 @@ class Reconstructor:
         # Pose follows one person; the (bundled, offline) selfie segmentation sees everyone, so it counts
         # the people and points Pose at the largest.
         self._people = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=1)
+        # The face decides which way the person faces (see .facing): full range, bundled, offline.
+        # Both bundled ranges: on a head crop the short-range one finds small, dim faces the other misses.
+        self._faces = [mp.solutions.face_detection.FaceDetection(model_selection=k, min_detection_confidence=0.5)
+                       for k in (0, 1)]
+        self.last_facing = "unknown"  # what the last call decided: front, back, profile or unknown
         self._lock = threading.Lock()
         self._closed = False
 
@@ -89,6 +95,8 @@ class Reconstructor:
             if not self._closed:
                 self._pose.close()
                 self._people.close()
+                for detector in self._faces:
+                    detector.close()
                 self._closed = True
 
     def __enter__(self) -> "Reconstructor":
@@ -113,6 +121,17 @@ class Reconstructor:
             if area >= MIN_PERSON_AREA * h * w and bh >= MIN_PERSON_HEIGHT_SHARE * h:
                 boxes.append((area, (x, y, x + bw, y + bh)))
         return [box for _, box in sorted(boxes, key=lambda item: -item[0])]
+
+    def _face_in(self, photo: np.ndarray, box) -> bool:
+        """Whether the face detector finds a face in ``photo[y0:y1, x0:x1]``."""
+        x0, y0, x1, y1 = box
+        crop = np.ascontiguousarray(photo[y0:y1, x0:x1])
+        if not 128 <= max(crop.shape[:2]) <= 256:  # the detectors work at 128-192 px: a small head is enlarged
+            f = 192 / max(crop.shape[:2])
+            crop = cv2.resize(crop, (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))),
+                              interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+        with self._lock:
+            return any(detector.process(crop).detections for detector in self._faces)
 
     def _pose_in(self, image: np.ndarray, box):
         """MediaPipe Pose on ``image[y0:y1, x0:x1]``; None when it finds nobody."""
@@ -192,6 +211,8 @@ class Reconstructor:
         n = int(resolution or self.resolution)
         h, w = photo.shape[:2]
         image_lm, world_lm, mask, people = self._detect(photo, region)
+        image_lm, world_lm, self.last_facing = decide_facing(
+            image_lm, world_lm, w, h, lambda box: self._face_in(photo, box))
         if mask is None:
             raise NoPersonError("no person found in the photo (the segmentation came back empty)")
 
