@@ -2,7 +2,8 @@
 
 The fingerprint hashes every file the stage modules are built from: the
 ``bodydance`` package and its data (body asset), the tensor contract, the
-bundled dances (the raster windows are sized by them) and this export package.
+bundled dances (the raster windows are sized by them) and this export package
+(its subpackages included).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def export_sources() -> list:
     package = Path(bodydance.__file__).parent
     client = Path(bodydance_client.__file__).parent
     files = [*package.glob("*.py"), *(package / "data").glob("*.npz"), client / "contract.py",
-             *(client / "data" / "templates").glob("*.npz"), *Path(bodydance_export.__file__).parent.glob("*.py")]
+             *(client / "data" / "templates").glob("*.npz"), *Path(bodydance_export.__file__).parent.rglob("*.py")]
     return sorted(files)
 
 
