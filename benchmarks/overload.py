@@ -22,11 +22,12 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from bodydance.serving.repository import REPOSITORY_ROOT, ensure_exported
+from bodydance.serving.repository import REPOSITORY_ROOT
 from bodydance.serving.server import EmbeddedTritonServer
 from bodydance_client import contract as C
 from bodydance_client.sdk import BodyDanceClient, frame_request, tensor_input
 from bodydance_client.templates import load_bundled
+from bodydance_export.freshness import ensure_exported
 
 RESULTS = Path(__file__).parent / "results"
 PHOTO = Path(__file__).resolve().parents[1] / "client" / "bodydance_client" / "data" / "astronaut.jpg"
