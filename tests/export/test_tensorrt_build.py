@@ -28,7 +28,7 @@ from bodydance_client import contract as C
 from bodydance_export.parity import ParityError
 from bodydance_export.tensorrt_build import build, cli, profiles, repository, run, runtime
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _save(path: Path, inputs, outputs, nodes, initializers=()) -> Path:
