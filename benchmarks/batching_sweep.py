@@ -19,12 +19,13 @@ import tempfile
 from pathlib import Path
 
 from bodydance.serving.model_configs import describe_models, render, to_model_config
-from bodydance.serving.repository import REPOSITORY_ROOT, ensure_exported, expected_files
+from bodydance.serving.repository import REPOSITORY_ROOT, expected_files
 from bodydance.serving.server import EmbeddedTritonServer
 from bodydance_client import contract as C
 from bodydance_client.images import load_photo
 from bodydance_client.sdk import BodyDanceClient
 from bodydance_client.templates import load_bundled
+from bodydance_export.freshness import ensure_exported
 from perf_analyzer_runs import PHOTO, RESULTS, run_perf_analyzer, write_inputs
 
 # name: (dynamic batching, instances per stage, max queue delay us); delay 0 batches only what is already queued

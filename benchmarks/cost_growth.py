@@ -76,10 +76,11 @@ def _rss_mb() -> float:
 
 
 def by_length():
-    from bodydance.serving.repository import REPOSITORY_ROOT, ensure_exported
+    from bodydance.serving.repository import REPOSITORY_ROOT
     from bodydance.serving.server import EmbeddedTritonServer
     from bodydance_client.sdk import BodyDanceClient
     from bodydance_client.templates import Template, load_bundled
+    from bodydance_export.freshness import ensure_exported
 
     photo = Path(__file__).resolve().parents[1] / "client" / "bodydance_client" / "data" / "astronaut.jpg"
     dance = load_bundled("disco")

@@ -22,14 +22,26 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from bodydance.serving.repository import REPOSITORY_ROOT, ensure_exported
+from bodydance.serving.repository import REPOSITORY_ROOT
 from bodydance.serving.server import EmbeddedTritonServer
 from bodydance_client import contract as C
 from bodydance_client.sdk import BodyDanceClient, frame_request, tensor_input
 from bodydance_client.templates import load_bundled
+from bodydance_export.freshness import ensure_exported
 
 RESULTS = Path(__file__).parent / "results"
 PHOTO = Path(__file__).resolve().parents[1] / "client" / "bodydance_client" / "data" / "astronaut.jpg"
+
+
+def _run_threads(target, count: int) -> float:
+    """Run ``count`` threads of ``target`` to the end; seconds from the first start to the last join."""
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - t0
 
 
 def capacity(url, inputs, outputs, seconds=6.0, window=8) -> float:
@@ -42,13 +54,7 @@ def capacity(url, inputs, outputs, seconds=6.0, window=8) -> float:
             client.infer(C.FRAME_ENSEMBLE.name, inputs, outputs=outputs)
             with lock:
                 done[0] += 1
-    threads = [threading.Thread(target=worker) for _ in range(window)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return done[0] / (time.monotonic() - t0)
+    return done[0] / _run_threads(worker, window)
 
 
 def overload(url, inputs, outputs, clients: int, seconds: float):
@@ -69,13 +75,7 @@ def overload(url, inputs, outputs, clients: int, seconds: float):
                     outcomes[str(err.status())] += 1
                 time.sleep(0.05)  # a rejected client pauses briefly, as the SDK's backoff would
         conn.close()
-    threads = [threading.Thread(target=sender) for _ in range(clients)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return latencies, outcomes, time.monotonic() - t0
+    return latencies, outcomes, _run_threads(sender, clients)
 
 
 def main():

@@ -71,8 +71,9 @@ def maybe_server(url: Optional[str]):
     if url:
         yield url
         return
-    from bodydance.serving.repository import REPOSITORY_ROOT, ensure_exported
+    from bodydance.serving.repository import REPOSITORY_ROOT
     from bodydance.serving.server import EmbeddedTritonServer
+    from bodydance_export.freshness import ensure_exported
 
     ensure_exported(REPOSITORY_ROOT / "cpu")
     with EmbeddedTritonServer(REPOSITORY_ROOT / "cpu") as server:

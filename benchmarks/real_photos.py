@@ -20,10 +20,11 @@ from PIL import Image
 
 from bodydance.body import BodyModel, load_open_body_arrays
 from bodydance.reference_render import part_image, rasterize
-from bodydance.serving.repository import REPOSITORY_ROOT, ensure_exported
+from bodydance.serving.repository import REPOSITORY_ROOT
 from bodydance.serving.server import EmbeddedTritonServer
 from bodydance_client.sdk import BodyDanceClient
 from bodydance_client.video import contact_sheet
+from bodydance_export.freshness import ensure_exported
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).parent / "data"

@@ -27,11 +27,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bodydance.serving.repository import REPOSITORY_ROOT, build_cpu_repository, ensure_exported
+from bodydance.serving.repository import REPOSITORY_ROOT
 from bodydance.serving.server import EmbeddedTritonServer
 from bodydance_client import contract as C
 from bodydance_client.sdk import BodyDanceClient
 from bodydance_client.templates import Template, load_bundled, save_template
+from bodydance_export.freshness import build_cpu_repository, ensure_exported
 
 RESULTS = Path(__file__).parent / "results"
 PHOTO = Path(__file__).resolve().parents[1] / "client" / "bodydance_client" / "data" / "astronaut.jpg"

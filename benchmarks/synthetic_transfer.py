@@ -233,8 +233,9 @@ def main():
 
     import contextlib
 
-    from bodydance.serving.repository import REPOSITORY_ROOT, ensure_exported
+    from bodydance.serving.repository import REPOSITORY_ROOT
     from bodydance.serving.server import EmbeddedTritonServer
+    from bodydance_export.freshness import ensure_exported
 
     with contextlib.ExitStack() as stack:
         if args.url:

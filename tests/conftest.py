@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bodydance.serving.repository import REPOSITORY_ROOT, ensure_exported
+from bodydance.serving.repository import REPOSITORY_ROOT
+from bodydance_export.freshness import ensure_exported
 
 ROOT = Path(__file__).resolve().parents[1]
 

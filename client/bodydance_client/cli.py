@@ -31,8 +31,9 @@ def _exit_on_sigterm():
 
 @contextlib.contextmanager
 def _embedded_server(host: str):
-    from bodydance.serving.repository import REPOSITORY_ROOT, ensure_exported
+    from bodydance.serving.repository import REPOSITORY_ROOT
     from bodydance.serving.server import EmbeddedTritonServer
+    from bodydance_export.freshness import ensure_exported
 
     repository = REPOSITORY_ROOT / "cpu"
     ensure_exported(repository, log=lambda m: console.print(m))
@@ -88,8 +89,9 @@ def serve(
     repository: Optional[Path] = typer.Option(None, help="model repository (default: the project's cpu profile)"),
 ):
     """Run the embedded CPU Triton server in the foreground (Ctrl-C or SIGTERM stops it cleanly)."""
-    from bodydance.serving.repository import REPOSITORY_ROOT, ensure_exported
+    from bodydance.serving.repository import REPOSITORY_ROOT
     from bodydance.serving.server import EmbeddedTritonServer
+    from bodydance_export.freshness import ensure_exported
 
     repository = repository or REPOSITORY_ROOT / "cpu"
     stop = {"now": False, "serving": False}

@@ -1,8 +1,9 @@
 """What an exported ONNX file was made from, so a stale export is noticed (no torch here).
 
 The fingerprint hashes every file the stage modules are built from: the
-``bodydance`` package and its data (body asset), the tensor contract, the
-bundled dances (the raster windows are sized by them) and this export package.
+``bodydance`` package's model code (``stages/`` included, ``serving/`` not) and its data (body asset), the tensor contract, the
+bundled dances (the raster windows are sized by them) and this export package
+(its subpackages included).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import bodydance_export
 def export_sources() -> list:
     package = Path(bodydance.__file__).parent
     client = Path(bodydance_client.__file__).parent
-    files = [*package.glob("*.py"), *(package / "data").glob("*.npz"), client / "contract.py",
-             *(client / "data" / "templates").glob("*.npz"), *Path(bodydance_export.__file__).parent.glob("*.py")]
+    # The model code (stages/ and the modules they build on), not the serving code beside it.
+    model_code = [p for p in package.rglob("*.py") if "serving" not in p.relative_to(package).parts]
+    files = [*model_code, *(package / "data").glob("*.npz"), client / "contract.py",
+             *(client / "data" / "templates").glob("*.npz"), *Path(bodydance_export.__file__).parent.rglob("*.py")]
     return sorted(files)
 
 

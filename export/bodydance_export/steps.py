@@ -1,6 +1,7 @@
 """Export steps, one job each, each with an output that the next step (or a test) can check.
 
-export_onnx -> cleanup_graph -> check_parity -> check_fp16 (-> tensorrt_build on a GPU host)
+export_onnx -> cleanup_graph -> check_parity -> check_fp16 (-> tensorrt_build on a GPU host).
+The comparisons themselves are :mod:`bodydance_export.parity`'s, shared with the TensorRT check.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 
 from bodydance_client.contract import StageContract
 from bodydance_export.onnx_runtime import run_onnxruntime
+from bodydance_export.parity import ParityError, Tolerance, check_outputs
 
 # 18: ScatterElements with a max reduction (the mesh z-buffer). GridSample keeps its
 # opset-16 mode names up to 19; opset 20 renames them and TensorRT then silently
@@ -22,22 +24,8 @@ from bodydance_export.onnx_runtime import run_onnxruntime
 ONNX_OPSET = 18
 
 
-class ExportCheckError(RuntimeError):
-    """An exported model disagrees with its PyTorch original beyond the stated tolerance."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Tolerance:
-    """Agreement needed between two runs of one output.
-
-    Floats: ``|a - b| <= atol + rtol * |b|`` on at least ``min_fraction`` of the
-    elements (the geometry has per-pixel ties on triangle edges, where a last
-    ulp can flip a pixel). Integer outputs: exact on ``min_fraction``.
-    """
-
-    atol: float
-    rtol: float
-    min_fraction: float
+# The export's name for a parity failure (PyTorch vs ONNX Runtime, or vs half precision).
+ExportCheckError = ParityError
 
 
 # 5e-3: a third of a pixel of flow at 256 px and about one uint8 level. The flow past the body is a
@@ -46,28 +34,6 @@ class Tolerance:
 ONNX_TOLERANCE = Tolerance(atol=5e-3, rtol=1e-3, min_fraction=0.999)
 # Half precision: flow is in NDC (1 px = 2/N), images in [0, 1] or uint8 steps.
 FP16_TOLERANCE = Tolerance(atol=2.0 / 256, rtol=1e-2, min_fraction=0.99)
-
-
-@dataclasses.dataclass
-class Agreement:
-    output: str
-    fraction: float
-    max_abs_error: float
-
-
-def compare(name: str, reference: np.ndarray, candidate: np.ndarray, tol: Tolerance) -> Agreement:
-    if reference.shape != candidate.shape:
-        raise ExportCheckError(f"{name}: shape {candidate.shape} != reference {reference.shape}")
-    # uint8 images are compared on the [0, 1] scale the float tolerances speak.
-    scale = 1.0 / 255.0 if reference.dtype == np.uint8 else 1.0
-    ref = reference.astype(np.float64) * scale
-    cand = candidate.astype(np.float64) * scale
-    diff = np.abs(ref - cand)
-    if np.issubdtype(reference.dtype, np.integer) and reference.dtype != np.uint8:
-        ok = diff == 0
-    else:
-        ok = diff <= tol.atol + tol.rtol * np.abs(ref)
-    return Agreement(name, float(ok.mean()) if ok.size else 1.0, float(diff.max()) if diff.size else 0.0)
 
 
 def _torch_inputs(inputs: Dict[str, np.ndarray], dtype=None):
@@ -116,19 +82,11 @@ def cleanup_graph(path: Path) -> Dict[str, int]:
     return {"nodes_before": before, "nodes_after": len(cleaned.graph.node)}
 
 
-def _check(label: str, reference, candidate, tol: Tolerance, strict: bool = True):
-    report = [compare(name, reference[name], candidate[name], tol) for name in reference]
-    failed = [a for a in report if a.fraction < tol.min_fraction]
-    if failed and strict:
-        worst = ", ".join(f"{a.output}: {a.fraction:.4%} within tolerance, max |err| {a.max_abs_error:.3g}" for a in failed)
-        raise ExportCheckError(f"{label} disagrees with PyTorch FP32 ({worst}); needed {tol.min_fraction:.1%}")
-    return [dataclasses.asdict(a) for a in report]
-
-
 def check_parity(module, contract, onnx_path: Path, inputs, tol: Tolerance = ONNX_TOLERANCE):
     """PyTorch FP32 vs ONNX Runtime on the same inputs; raises ExportCheckError past ``tol``."""
-    return _check(f"ONNX Runtime ({onnx_path.name})", run_torch(module, contract, inputs),
-                  run_onnxruntime(onnx_path, inputs), tol)
+    report = check_outputs(f"ONNX Runtime ({onnx_path.name})", "PyTorch FP32", run_torch(module, contract, inputs),
+                           run_onnxruntime(onnx_path, inputs), tol)
+    return [dataclasses.asdict(a) for a in report]
 
 
 def check_fp16(module, contract, inputs, tol: Tolerance = FP16_TOLERANCE, strict: bool = True):
@@ -139,4 +97,5 @@ def check_fp16(module, contract, inputs, tol: Tolerance = FP16_TOLERANCE, strict
     reference = run_torch(module, contract, inputs)
     half = run_torch(module.half(), contract, inputs, dtype=torch.float16)
     module.float()
-    return _check("FP16 PyTorch", reference, half, tol, strict)
+    report = check_outputs("FP16 PyTorch", "PyTorch FP32", reference, half, tol, strict)
+    return [dataclasses.asdict(a) for a in report]

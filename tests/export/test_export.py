@@ -57,8 +57,8 @@ def test_fp16_check_catches_overflow():
 def test_an_export_made_from_other_sources_is_stale(tmp_path):
     """A `git pull` that changes the geometry must not leave the old ONNX files serving."""
     from bodydance.serving.model_configs import onnx_stage_names
-    from bodydance.serving.repository import stale_onnx
     from bodydance_export.fingerprint import source_fingerprint
+    from bodydance_export.freshness import stale_onnx
 
     current = source_fingerprint()
     for name in onnx_stage_names():
@@ -71,3 +71,46 @@ def test_an_export_made_from_other_sources_is_stale(tmp_path):
     (tmp_path / first / "1" / "export_report.json").write_text(json.dumps({"source_fingerprint": "older"}))
     (tmp_path / onnx_stage_names()[1] / "1" / "model.onnx").unlink()
     assert stale_onnx(tmp_path) == [first, onnx_stage_names()[1]]
+
+
+def test_ensure_exported_exports_only_what_is_stale(tmp_path, monkeypatch):
+    from bodydance.serving.model_configs import RESOLUTION, onnx_stage_names
+    from bodydance_export import freshness, pipeline
+    from bodydance_export.fingerprint import source_fingerprint
+
+    exported, logged = [], []
+    monkeypatch.setattr(pipeline, "export_all", lambda repository, resolution: exported.append((repository, resolution)))
+    freshness.ensure_exported(tmp_path, log=logged.append)  # nothing exported yet: everything is stale
+    assert exported == [(tmp_path, RESOLUTION["cpu"])] and ", ".join(onnx_stage_names()) in logged[0]
+    for name in onnx_stage_names():
+        (tmp_path / name / "1").mkdir(parents=True)
+        (tmp_path / name / "1" / "model.onnx").write_bytes(b"stand-in")
+        (tmp_path / name / "1" / "export_report.json").write_text(json.dumps({"source_fingerprint": source_fingerprint()}))
+    freshness.ensure_exported(tmp_path, log=logged.append)
+    assert len(exported) == 1 and len(logged) == 1
+
+
+def test_serving_never_imports_the_export_package():
+    """The export reads the serving package's model descriptions; the other way round would be a cycle."""
+    from pathlib import Path
+
+    import bodydance.serving
+
+    importers = [path.name for path in Path(bodydance.serving.__file__).parent.rglob("*.py")
+                 if any(line.lstrip().startswith(("import bodydance_export", "from bodydance_export"))
+                        for line in path.read_text().splitlines())]
+    assert importers == []
+
+
+def test_the_export_checks_and_the_tensorrt_check_compare_alike():
+    from bodydance_export import parity, steps
+    from bodydance_export.tensorrt_build import run
+
+    assert steps.ExportCheckError is parity.ParityError
+    assert type(steps.ONNX_TOLERANCE) is type(run.FP16_PARITY) is parity.Tolerance
+    reference = {"y": np.zeros(100, np.float32)}
+    candidate = {"y": np.r_[np.zeros(98), np.ones(2)].astype(np.float32)}
+    with pytest.raises(ExportCheckError, match=r"y: 98\.0000% within tolerance"):
+        parity.check_outputs("candidate", "reference", reference, candidate, steps.ONNX_TOLERANCE)
+    (agreement,) = parity.check_outputs("candidate", "reference", reference, candidate, run.FP16_PARITY, strict=False)
+    assert agreement.fraction == pytest.approx(0.98) and agreement.max_abs_error == 1.0

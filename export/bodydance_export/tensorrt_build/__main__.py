@@ -1,0 +1,5 @@
+import sys
+
+from bodydance_export.tensorrt_build.cli import main
+
+sys.exit(main())
