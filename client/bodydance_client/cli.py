@@ -55,8 +55,9 @@ def animate(
     url: List[str] = typer.Option([], "--url", help="server gRPC host:port (repeat for failover); none: embedded"),
     window: int = typer.Option(4, help="frames in flight"),
     timeout_s: float = typer.Option(60.0, help="per-request deadline (s)"),
+    max_side: int = typer.Option(1920, help="longest side of the video in px (the photo's own resolution up to it)"),
 ):
-    """Turn PHOTO into a dance video."""
+    """Turn PHOTO into a dance video at the photo's resolution."""
     from bodydance_client.sdk import BodyDanceClient
     from bodydance_client.templates import resolve_template
 
@@ -66,7 +67,7 @@ def animate(
         started = time.perf_counter()
         with contextlib.ExitStack() as stack:
             urls = url or [stack.enter_context(_embedded_server("127.0.0.1"))]
-            client = stack.enter_context(BodyDanceClient(urls, timeout_s=timeout_s, window=window))
+            client = stack.enter_context(BodyDanceClient(urls, timeout_s=timeout_s, window=window, max_side=max_side))
             client.wait_until_ready(timeout_s=timeout_s)
             columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
             with Progress(*columns, console=console) as progress:
@@ -74,7 +75,9 @@ def animate(
                 subject = client.animate(photo, dance, out, contact_sheet_path=Path(sheet) if sheet else None,
                                          progress=lambda done, total: progress.update(task, completed=done))
         note = f", {subject.person_count} people seen (largest used)" if subject.person_count > 1 else ""
-        console.print(f"[green]wrote[/] {out} ({dance.num_frames} frames, {time.perf_counter() - started:.1f} s{note})"
+        height, width = subject.video_size
+        console.print(f"[green]wrote[/] {out} ({dance.num_frames} frames at {width}x{height}, "
+                      f"{time.perf_counter() - started:.1f} s{note})"
                       + (f" and {sheet}" if sheet else ""))
     except BodyDanceError as err:
         console.print(f"[red]error ({err.kind}):[/] {err}")
