@@ -224,7 +224,15 @@ def subject_mask(subject, size):
         square = np.asarray(subject.tensors["person_mask"]).reshape(subject.tensors["person_mask"].shape[-2:])
     except (KeyError, AttributeError):
         return None
-    return subject.crop(square)[:size[1], :size[0]] > 0.5
+    if hasattr(subject, "crop"):  # older code: the letterbox, cropped back
+        return subject.crop(square)[:size[1], :size[0]] > 0.5
+    # the working square, placed on the video's frame as the client composites frames
+    from bodydance_client.compositing import composite, square_in
+
+    plane = np.repeat((np.clip(square, 0, 1) * 255).astype(np.uint8)[..., None], 3, -1)
+    box = square_in((subject.square.left, subject.square.top, subject.square.side), subject.photo_size, subject.video_size)
+    whole = composite(np.zeros(subject.video_size + (3,), np.uint8), box, plane, np.full(plane.shape[:2] + (1,), 255, np.uint8))
+    return whole[:size[1], :size[0], 0] > 127
 
 
 def iou(a, b) -> float:
@@ -272,8 +280,18 @@ def summarise(rows: list) -> dict:
     return {k: M.summary(r.get(k) for r in rows) for k in METRICS}
 
 
-def sheet(path: Path, s: int, out: list, real: RealFrames, picks: list, scale: int = 2) -> None:
-    """Rows of real | ours | copy at the output resolution (x2), the real dancer's outline on all three."""
+def sheet(path: Path, s: int, out: list, real: RealFrames, picks: list, height: int = 360) -> None:
+    """Rows of real | ours | copy, cropped around the dancer (all picked frames' masks, with room) and
+    scaled to ``height`` px, the real dancer's outline on all three."""
+    boxes = [np.argwhere(grown) for grown in (real.mask(t)[1] for t in picks) if grown is not None and grown.any()]
+    h, w = out[picks[0]].shape[:2]
+    if boxes:
+        (y0, x0), (y1, x1) = np.concatenate(boxes).min(0), np.concatenate(boxes).max(0)
+        pad = int(0.25 * max(y1 - y0, x1 - x0))
+        y0, x0, y1, x1 = max(0, y0 - pad), max(0, x0 - pad), min(h, y1 + pad), min(w, x1 + pad)
+    else:
+        y0, x0, y1, x1 = 0, 0, h, w
+    size = (max(1, round((x1 - x0) * height / (y1 - y0))), height)
     rows = []
     for t in picks:
         _, grown = real.mask(t)
@@ -282,8 +300,9 @@ def sheet(path: Path, s: int, out: list, real: RealFrames, picks: list, scale: i
             panel = np.ascontiguousarray(image.copy())
             if grown is not None:
                 contours, _ = cv2.findContours(grown.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-                cv2.drawContours(panel, contours, -1, (0, 255, 0), 1)
-            big = Image.fromarray(panel).resize((panel.shape[1] * scale, panel.shape[0] * scale), Image.NEAREST)
+                cv2.drawContours(panel, contours, -1, (0, 255, 0), max(1, w // 600))
+            crop = Image.fromarray(np.ascontiguousarray(panel[y0:y1, x0:x1]))
+            big = crop.resize(size, Image.LANCZOS if crop.height > height else Image.NEAREST)
             ImageDraw.Draw(big).text((4, 4), f"t={t} {label}", fill=(255, 255, 0))
             panels.append(np.asarray(big))
         rows.append(np.concatenate(panels, axis=1))
@@ -506,8 +525,10 @@ def main():
     args = parser.parse_args()
     args.sources = [int(s) for s in args.sources.split(",") if s]
     start = time.perf_counter()
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    import bodydance  # the code measured: this tree's, or an older one's run with this script
+
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(bodydance.__file__).parents[1],
+                            capture_output=True, text=True).stdout.strip()
     meta = {"label": args.label, "commit": commit, "date": time.strftime("%Y-%m-%d %H:%M"), "args": vars(args)}
     RESULTS.mkdir(exist_ok=True)
     repository = REPOSITORY_ROOT / "cpu"

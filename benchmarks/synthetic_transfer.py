@@ -34,6 +34,7 @@ from bodydance.body import BodyModel, load_open_body_arrays
 from bodydance.reference_render import interpolate, rasterize
 from bodydance.skeleton import pose_skeleton, project, shaped_rest_joints
 from bodydance_client import contract as C
+from bodydance_client.compositing import composite
 from bodydance_client.errors import NoPersonError
 from bodydance_client.sdk import BodyDanceClient, frame_request, tensor_input
 from bodydance_client.templates import load_bundled
@@ -192,10 +193,24 @@ def oracle_subject(raw, scene, photo, render_a, pose_a):
     return tensors
 
 
-def frame_for(raw, tensors, pose, translation):
+def frame_for(raw, tensors, pose, translation, subject=None):
+    """The N x N frame; with a prepared ``subject``, composited back onto its photo (its working
+    square may be smaller than the photo, and the truth is rendered over the whole photo)."""
     inputs, outputs = frame_request([tensor_input(s, tensors[s.name]) for s in C.FRAME_SUBJECT_TENSORS], pose,
                                     translation)
-    return raw.infer(C.FRAME_ENSEMBLE.name, inputs, outputs=outputs).as_numpy("frame")[0]
+    result = raw.infer(C.FRAME_ENSEMBLE.name, inputs, outputs=outputs)
+    if subject is None:
+        return result.as_numpy("frame")[0]
+    return subject.present(np.concatenate([result.as_numpy("frame")[0], result.as_numpy("frame_alpha")[0]], -1))
+
+
+def in_photo(subject, camera, mask):
+    """A prepared subject's camera and person mask moved from its working square to the whole (square) photo."""
+    photo = C.PhotoSquare.letterbox(*subject.photo_size, N)
+    box = (subject.square.left, subject.square.top, subject.square.side)
+    plane = np.repeat((np.clip(mask, 0, 1) * 255).astype(np.uint8)[..., None], 3, -1)
+    whole = composite(np.zeros((N, N, 3), np.uint8), box, plane, np.full((N, N, 1), 255, np.uint8))
+    return subject.square.reframe_camera(camera, photo), whole[..., 0] / 255.0
 
 
 def warping_error(frames, renders):
@@ -262,7 +277,9 @@ def main():
             try:
                 subject = client.prepare(photo)
                 fitted = {s.name: subject.tensors[s.name][0] for s in C.SUBJECT_TENSORS}
-                outputs["ours, fitted"] = frame_for(raw, subject.tensors, pose_b, shift_b)
+                outputs["ours, fitted"] = frame_for(raw, subject.tensors, pose_b, shift_b, subject)
+                fitted["camera"], fitted["person_mask"] = in_photo(subject, fitted["camera"], fitted["person_mask"][0])
+                fitted["person_mask"] = fitted["person_mask"][None]
                 rest = shaped_rest_joints(fitted["betas"])
                 fit_a, _ = pose_skeleton(fitted["source_pose"], rest)
                 fit_b, _ = pose_skeleton(pose_b, rest)
