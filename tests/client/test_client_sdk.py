@@ -149,7 +149,7 @@ def test_cli_bad_input_leaves_no_video(server, tmp_path, photo_bytes, kind):
 
 
 def test_perf_analyzer_runs_against_the_server(server, subject, tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from perf_analyzer_runs import run_perf_analyzer, write_inputs
 
     data = write_inputs(tmp_path / "data", {"photo": subject.photo})
