@@ -5,16 +5,18 @@ tensors and sends them with every frame (through system shared memory when
 ``shared_memory=True`` and the server is on this host), keeps a bounded
 window of frames in flight, and retries a frame on UNAVAILABLE with
 exponential backoff, moving to the next server URL if it was given several.
+Those rules are :mod:`bodydance_client.policy`, the settings, connections and
+shared memory :mod:`bodydance_client.transport`; both are shared with the
+asyncio client (:mod:`bodydance_client.aio`), which differs only in awaiting.
 """
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import dataclasses
+import functools
 import os
-import threading
 import time
-import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
@@ -24,15 +26,19 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from bodydance_client import contract as C
-from bodydance_client.errors import (
-    BodyDanceError, PhotoNotUprightError, RequestTimeoutError, ServerNotReadyError, from_tagged,
-)
 from bodydance_client import compositing
+from bodydance_client.errors import PhotoNotUprightError, ServerNotReadyError
 from bodydance_client.images import UPLOAD_SIDE, PhotoLike, load_photo
+from bodydance_client.policy import READY_MODELS, InOrderWindow, is_retryable, not_ready_error, ready_polls
 from bodydance_client.templates import Template, resolve_template
+from bodydance_client.transport import ClientCore, tensor_input
 from bodydance_client.video import Mp4Writer, contact_sheet
 
+__all__ = ["BodyDanceClient", "Subject", "Recording", "DEFAULT_URL", "as_template", "frame_from_result",
+           "frame_request", "is_retryable", "load_canvas_and_upload", "subject_from_result", "subject_request", "tensor_input"]
+
 DEFAULT_URL = "127.0.0.1:8001"
+CONTACT_SHEET_FRAMES = 11
 
 
 @dataclasses.dataclass
@@ -72,50 +78,21 @@ class Subject:
         return compositing.composite(canvas, box, frame[..., :3], frame[..., 3:])
 
 
-def _status(err: InferenceServerException) -> str:
-    return str(err.status() or "")
+def load_canvas_and_upload(photo: PhotoLike, max_side: int):
+    """(the photo at the video's resolution, the copy to upload): decoded once."""
+    full = load_photo(photo, max_side=max(max_side, UPLOAD_SIDE))
+    return load_photo(full, max_side=max_side), load_photo(full)
 
 
-def _translate(err: InferenceServerException, what: str) -> BodyDanceError:
-    status = _status(err)
-    if "INVALID_ARGUMENT" in status:
-        return from_tagged(err.message() or str(err))
-    if "DEADLINE_EXCEEDED" in status:
-        return RequestTimeoutError(f"{what} did not finish within its timeout")
-    return ServerNotReadyError(f"{what} failed: {status} {err.message()}")
-
-
-_RETRYABLE = ("UNAVAILABLE", "RESOURCE_EXHAUSTED", "UNKNOWN")
-
-
-def is_retryable(err: InferenceServerException) -> bool:
-    status = _status(err)
-    return any(code in status for code in _RETRYABLE)
-
-
-def tensor_input(spec: C.TensorSpec, value: np.ndarray):
-    tensor = grpcclient.InferInput(spec.name, list(value.shape), C.TRITON_DTYPE[spec.dtype])
-    tensor.set_data_from_numpy(np.ascontiguousarray(value, dtype=spec.dtype))
-    return tensor
+def as_template(template: Union[str, Template]) -> Template:
+    """A :class:`Template`, or the name or ``.npz`` path of one."""
+    return template if isinstance(template, Template) else resolve_template(template)
 
 
 def subject_request(image: np.ndarray):
     """(inputs, outputs) of the subject ensemble for one decoded photo."""
     return ([tensor_input(C.PHOTO, image[None])],
             [grpcclient.InferRequestedOutput(s.name) for s in C.SUBJECT_ENSEMBLE.outputs])
-
-
-def turn_upright(canvas: np.ndarray, image: np.ndarray, err: PhotoNotUprightError):
-    """Both copies of the photo turned as the server's evidence says, with a warning that says so."""
-    warnings.warn(f"turned the photo to stand the person upright ({err})", RuntimeWarning, stacklevel=3)
-    return (np.ascontiguousarray(np.rot90(canvas, err.quarter_turns)),
-            np.ascontiguousarray(np.rot90(image, err.quarter_turns)))
-
-
-def load_canvas_and_upload(photo: PhotoLike, max_side: int):
-    """(the photo at the video's resolution, the copy to upload): decoded once."""
-    full = load_photo(photo, max_side=max(max_side, UPLOAD_SIDE))
-    return load_photo(full, max_side=max_side), load_photo(full)
 
 
 def subject_from_result(result, image: np.ndarray, canvas: Optional[np.ndarray] = None) -> "Subject":
@@ -149,7 +126,60 @@ def frame_from_result(result, resolution: int, index: int) -> np.ndarray:
     return np.concatenate(planes, axis=-1)
 
 
-class BodyDanceClient:
+class Recording:
+    """One animation being written: the MP4, the frames kept for its contact sheet, the progress callback.
+
+    :meth:`open`, :meth:`write` and :meth:`close` do the blocking file work (the
+    asyncio client runs them, in order, on one worker thread); :meth:`keep` is
+    cheap. The MP4 appears at ``path`` whole or not at all, the contact sheet only
+    after it. As a context manager: ``open`` on entry, ``close`` on exit.
+    """
+
+    def __init__(self, path: os.PathLike, template: Template, *, photo: Optional[np.ndarray] = None,
+                 contact_sheet_path: Optional[os.PathLike] = None,
+                 progress: Optional[Callable[[int, int], None]] = None):
+        self._writer = Mp4Writer(path, template.fps)
+        self._photo = photo
+        self._sheet_path = contact_sheet_path
+        self._progress = progress
+        self._sheet_every = max(1, template.num_frames // CONTACT_SHEET_FRAMES)
+        self.total = template.num_frames
+        self.done = 0
+        self.sheet: List[np.ndarray] = []
+
+    def open(self) -> None:
+        self._writer.__enter__()
+
+    def write(self, frame: np.ndarray) -> None:
+        self._writer.write(frame)
+
+    def keep(self, frame: np.ndarray) -> None:
+        """After :meth:`write`: remember the frame for the sheet if it is due, report progress."""
+        if self.done % self._sheet_every == 0 and len(self.sheet) < CONTACT_SHEET_FRAMES:
+            self.sheet.append(frame)
+        self.done += 1
+        if self._progress:
+            self._progress(self.done, self.total)
+
+    def add(self, frame: np.ndarray) -> None:
+        self.write(frame)
+        self.keep(frame)
+
+    def close(self, exc_type=None, exc=None, tb=None) -> None:
+        """Finish the MP4 (or remove it, when given the exception that ended the frames), then the sheet."""
+        self._writer.__exit__(exc_type, exc, tb)
+        if exc_type is None and self._sheet_path is not None:
+            contact_sheet(self.sheet, self._sheet_path, photo=self._photo)
+
+    def __enter__(self) -> "Recording":
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close(*exc)
+
+
+class BodyDanceClient(ClientCore):
     """gRPC client for one or more servers serving the BodyDance ensembles.
 
     Args:
@@ -159,26 +189,16 @@ class BodyDanceClient:
         window: frames in flight at once in :meth:`frames`.
         shared_memory: pass subject tensors through system shared memory (server on this host).
         max_side: longest side of the video in px; the photo's own resolution up to it.
-        turn_upright: when the server finds the person upside down or sideways and says clearly how
-            to turn the photo, turn it and try again (with a RuntimeWarning); else the error stands.
+        turn_upright: turn a photo whose person the server finds upside down or sideways, when it
+            says clearly how (with a RuntimeWarning), and try again.
     """
 
     def __init__(self, urls: Union[str, Sequence[str]] = DEFAULT_URL, *, timeout_s: float = 60.0,
                  retry_deadline_s: float = 60.0, window: int = 4, shared_memory: bool = False,
                  max_side: int = compositing.DEFAULT_MAX_SIDE, turn_upright: bool = True):
-        self.urls = [urls] if isinstance(urls, str) else list(urls)
-        self.max_side = int(max_side)
-        self.turn_upright = bool(turn_upright)
-        if not self.urls:
-            raise ValueError("at least one server URL is needed")
-        self.timeout_s = timeout_s
-        self.retry_deadline_s = retry_deadline_s
-        self.window = max(1, window)
-        self.shared_memory = shared_memory
-        self._clients = [grpcclient.InferenceServerClient(u) for u in self.urls]
-        self._active = 0
-        self._lock = threading.Lock()
-        self._shm_regions: List[tuple] = []
+        super().__init__(urls, grpcclient.InferenceServerClient, timeout_s=timeout_s,
+                         retry_deadline_s=retry_deadline_s, window=window, shared_memory=shared_memory,
+                         max_side=max_side, turn_upright=turn_upright)
 
     # -- plumbing ------------------------------------------------------------------------
     def close(self) -> None:
@@ -193,122 +213,71 @@ class BodyDanceClient:
         self.close()
 
     def wait_until_ready(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for client in self._clients:
-                try:
-                    if client.is_model_ready(C.SUBJECT_ENSEMBLE.name) and client.is_model_ready(C.FRAME_ENSEMBLE.name):
-                        return
-                except InferenceServerException:
-                    pass
-            time.sleep(0.25)
-        raise ServerNotReadyError(f"no server at {', '.join(self.urls)} had both ensembles ready "
-                                  f"within {timeout_s:.0f} s")
+        for pause in ready_polls(timeout_s):
+            if any(self._ready(client) for client in self._clients):
+                return
+            time.sleep(pause)
+        raise not_ready_error(self.urls, timeout_s)
+
+    @staticmethod
+    def _ready(client) -> bool:
+        try:
+            return all(client.is_model_ready(model) for model in READY_MODELS)
+        except InferenceServerException:
+            return False
 
     def _infer(self, model: str, inputs, outputs, *, retry: bool, what: str):
-        deadline = time.monotonic() + self.retry_deadline_s
-        delay, attempt = 0.2, 0
-        while True:
-            with self._lock:
-                index = self._active
+        for attempt in self._attempts(what, retry):
             try:
-                return self._clients[index].infer(model, inputs, outputs=outputs, client_timeout=self.timeout_s)
+                return self._clients[attempt.server].infer(model, inputs, outputs=outputs,
+                                                           client_timeout=self.timeout_s)
             except InferenceServerException as err:
-                if not (retry and is_retryable(err)):
-                    raise _translate(err, what) from err
-                if time.monotonic() > deadline:
-                    raise ServerNotReadyError(
-                        f"{what}: no server answered within {self.retry_deadline_s:.0f} s "
-                        f"({attempt + 1} attempts; last: {_status(err)})") from err
-                with self._lock:  # fail over to the next server, then back off
-                    if self._active == index:
-                        self._active = (index + 1) % len(self._clients)
-                attempt += 1
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 2, 5.0)
+                time.sleep(attempt.failed(err))
 
     # -- subject -------------------------------------------------------------------------
     def prepare(self, photo: PhotoLike) -> Subject:
         """Photo (path, bytes, PIL image or uint8 array) -> :class:`Subject`. Runs once per photo."""
         canvas, image = load_canvas_and_upload(photo, self.max_side)
         try:
-            inputs, outputs = subject_request(image)
-            result = self._infer(C.SUBJECT_ENSEMBLE.name, inputs, outputs, retry=True, what="prepare(photo)")
+            result = self._infer(C.SUBJECT_ENSEMBLE.name, *subject_request(image), retry=True, what="prepare(photo)")
         except PhotoNotUprightError as err:
-            if not self.turn_upright or err.quarter_turns is None:
-                raise
-            canvas, image = turn_upright(canvas, image, err)
-            inputs, outputs = subject_request(image)
-            result = self._infer(C.SUBJECT_ENSEMBLE.name, inputs, outputs, retry=True, what="prepare(photo)")
+            canvas, image = self._turned(canvas, image, err)
+            result = self._infer(C.SUBJECT_ENSEMBLE.name, *subject_request(image), retry=True, what="prepare(photo)")
         return subject_from_result(result, image, canvas)
 
     # -- frames --------------------------------------------------------------------------
     def _subject_inputs(self, subject: Subject):
-        if not self.shared_memory:
-            return [tensor_input(spec, subject.tensors[spec.name]) for spec in C.FRAME_SUBJECT_TENSORS]
-        return self._shared_subject_inputs(subject)
-
-    def _shared_subject_inputs(self, subject: Subject):
-        import tritonclient.utils.shared_memory as shm
-
-        arrays = [np.ascontiguousarray(subject.tensors[s.name], dtype=s.dtype) for s in C.FRAME_SUBJECT_TENSORS]
-        total = sum(a.nbytes for a in arrays)
-        name = f"bodydance_{uuid.uuid4().hex[:12]}"
-        handle = shm.create_shared_memory_region(name, f"/{name}", total)
-        offset, inputs = 0, []
-        for spec, array in zip(C.FRAME_SUBJECT_TENSORS, arrays):
-            shm.set_shared_memory_region(handle, [array], offset=offset)
-            tensor = grpcclient.InferInput(spec.name, list(array.shape), C.TRITON_DTYPE[spec.dtype])
-            tensor.set_shared_memory(name, array.nbytes, offset=offset)
-            inputs.append(tensor)
-            offset += array.nbytes
-        for client in self._clients:
-            client.register_system_shared_memory(name, f"/{name}", total)
-        self._shm_regions.append((name, handle))
+        inputs, regions = self._new_subject_inputs(subject)
+        for region in regions:
+            for client in self._clients:
+                client.register_system_shared_memory(*region.registration)
         return inputs
 
     def _release_shared_memory(self) -> None:
-        if not self._shm_regions:
-            return
-        import tritonclient.utils.shared_memory as shm
-
-        for name, handle in self._shm_regions:
+        for region in self._take_shm_regions():
             for client in self._clients:
-                try:
-                    client.unregister_system_shared_memory(name)
-                except InferenceServerException:
-                    pass
-            shm.destroy_shared_memory_region(handle)
-        self._shm_regions.clear()
+                with contextlib.suppress(InferenceServerException):
+                    client.unregister_system_shared_memory(region.name)
+            region.destroy()
 
-    def _frame(self, subject_inputs, resolution: int, pose: np.ndarray, translation: np.ndarray,
-               index: int) -> np.ndarray:
-        inputs, outputs = frame_request(subject_inputs, pose, translation)
+    def _frame(self, subject_inputs, resolution: int, template: Template, index: int) -> np.ndarray:
+        inputs, outputs = frame_request(subject_inputs, template.poses[index], template.translations[index])
         result = self._infer(C.FRAME_ENSEMBLE.name, inputs, outputs, retry=True, what=f"frame {index}")
         return frame_from_result(result, resolution, index)
 
     def frames(self, subject: Subject, template: Union[str, Template], *, crop: bool = True,
                window: Optional[int] = None) -> Iterator[np.ndarray]:
-        """Yield the dance frames in order, ``window`` requests in flight at a time."""
-        template = resolve_template(template) if not isinstance(template, Template) else template
+        """Yield the dance frames in order, ``window`` requests in flight at a time: composited onto the
+        photo at its own resolution, or (``crop=False``) the ``N x N`` frames of the working square."""
+        template = as_template(template)
         window = window or self.window
-        subject_inputs = self._subject_inputs(subject)
-        pending = collections.deque()
         try:
-            with ThreadPoolExecutor(max_workers=window, thread_name_prefix="bodydance-frame") as pool:
-                try:
-                    for index in range(template.num_frames):
-                        pending.append(pool.submit(self._frame, subject_inputs, subject.resolution,
-                                                   template.poses[index], template.translations[index], index))
-                        if len(pending) >= window:
-                            frame = pending.popleft().result()
-                            yield subject.present(frame, composite=crop)
-                    while pending:
-                        frame = pending.popleft().result()
-                        yield subject.present(frame, composite=crop)
-                finally:
-                    for future in pending:
-                        future.cancel()
+            frame_job = functools.partial(self._frame, self._subject_inputs(subject), subject.resolution, template)
+            with ThreadPoolExecutor(max_workers=window, thread_name_prefix="bodydance-frame") as pool, \
+                    InOrderWindow(template.num_frames, window, lambda i: pool.submit(frame_job, i)) as flight:
+                for future in flight:
+                    frame = future.result()
+                    yield subject.present(frame, composite=crop)
         finally:
             self._release_shared_memory()
 
@@ -316,17 +285,10 @@ class BodyDanceClient:
                 contact_sheet_path: Optional[os.PathLike] = None,
                 progress: Optional[Callable[[int, int], None]] = None) -> Subject:
         """Photo + template -> H.264 MP4 at ``path`` (written whole or not at all)."""
-        template = resolve_template(template) if not isinstance(template, Template) else template
+        template = as_template(template)
         subject = self.prepare(photo)
-        sheet_every = max(1, template.num_frames // 11)
-        sheet = []
-        with Mp4Writer(path, template.fps) as writer:
-            for i, frame in enumerate(self.frames(subject, template)):
-                writer.write(frame)
-                if i % sheet_every == 0 and len(sheet) < 11:
-                    sheet.append(frame)
-                if progress:
-                    progress(i + 1, template.num_frames)
-        if contact_sheet_path is not None:
-            contact_sheet(sheet, contact_sheet_path, photo=subject.photo)
+        with Recording(path, template, photo=subject.photo, contact_sheet_path=contact_sheet_path,
+                       progress=progress) as recording:
+            for frame in self.frames(subject, template):
+                recording.add(frame)
         return subject

@@ -65,6 +65,36 @@ def test_asyncio_flavour_matches(server, subject, short_template, reference_fram
     assert all(same_frame(a, b) for a, b in zip(frames, reference_frames))
 
 
+def test_asyncio_flavour_with_shared_memory_matches_the_sync_client(server, subject, short_template,
+                                                                    reference_frames):
+    async def run():
+        async with AsyncBodyDanceClient(server.grpc_url, shared_memory=True) as aclient:
+            await aclient.wait_until_ready(timeout_s=30)
+            frames = [f async for f in aclient.frames(subject, short_template)]
+            status = await aclient._clients[0].get_system_shared_memory_status()
+            return frames, status
+    frames, status = asyncio.run(run())
+    assert len(frames) == short_template.num_frames
+    assert all(same_frame(a, b) for a, b in zip(frames, reference_frames))
+    assert not status.regions  # released after the frames
+
+
+def test_asyncio_animate_writes_the_video_and_the_contact_sheet(server, short_template, astronaut_path, tmp_path):
+    seen = []
+
+    async def run():
+        async with AsyncBodyDanceClient(server.grpc_url, window=2) as aclient:
+            return await aclient.animate(astronaut_path, short_template, tmp_path / "dance.mp4",
+                                         contact_sheet_path=tmp_path / "sheet.png",
+                                         progress=lambda done, total: seen.append((done, total)))
+    subject = asyncio.run(run())
+    frames, fps, codec = read_video(tmp_path / "dance.mp4")
+    assert codec == "h264" and len(frames) == short_template.num_frames and subject.person_count >= 1
+    assert seen == [(i + 1, short_template.num_frames) for i in range(short_template.num_frames)]
+    assert (tmp_path / "sheet.png").stat().st_size > 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dance.mp4", "sheet.png"]
+
+
 def test_a_dead_server_in_the_list_is_skipped(server, subject, short_template, reference_frames):
     from bodydance.serving.server import free_port
 
@@ -119,7 +149,7 @@ def test_cli_bad_input_leaves_no_video(server, tmp_path, photo_bytes, kind):
 
 
 def test_perf_analyzer_runs_against_the_server(server, subject, tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from perf_analyzer_runs import run_perf_analyzer, write_inputs
 
     data = write_inputs(tmp_path / "data", {"photo": subject.photo})
