@@ -14,12 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 
 @pytest.fixture(scope="module")
-def reconstructor():
-    with reconstruction.Reconstructor(resolution=256) as rec:
-        yield rec
-
-
-@pytest.fixture(scope="module")
 def scene():
     from synthetic_transfer import Scene
 

@@ -27,12 +27,6 @@ FULL_BODY_PHOTO = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / 
 
 
 @pytest.fixture(scope="module")
-def reconstructor():
-    with reconstruction.Reconstructor(resolution=256) as rec:
-        yield rec
-
-
-@pytest.fixture(scope="module")
 def astronaut():
     from skimage import data
 
@@ -118,7 +112,7 @@ def test_landmarks_map_through_the_same_letterbox_as_the_image():
     ys, xs = np.mgrid[0:n, 0:n]
     centre_px = np.array([(xs * boxed).sum(), (ys * boxed).sum()]) / boxed.sum()
     centre_ndc = (centre_px + 0.5) * 2 / n - 1  # pixel centres at (2i + 1) / N - 1
-    expected = C.Letterbox.fit(h, w, n).to_ndc(np.array([123 / w, 33 / h]))
+    expected = C.PhotoSquare.letterbox(h, w, n).to_ndc(np.array([123.0, 33.0]))
     assert np.allclose(centre_ndc, expected, atol=1.0 / n)
 
 
@@ -240,7 +234,8 @@ def test_reconstruct_matches_the_reconstructor_and_letterboxes_with_grey_bars(re
     _check_contract(out, 128)
     again = reconstructor(tall, resolution=128)
     assert np.array_equal(out.source_pose, again.source_pose) and np.array_equal(out.person_mask, again.person_mask)
-    left = C.Letterbox.fit(*tall.shape[:2], 128).left
+    square = C.PhotoSquare.letterbox(*tall.shape[:2], 128)
+    left = int(-square.left * square.scale)  # the grey bar, square px
     assert left > 0
     assert np.allclose(out.source_image[:, :, :left - 1], photo_input.PAD_VALUE / 255.0)
     assert out.person_mask[0, :, :left - 1].max() == 0.0
