@@ -135,3 +135,10 @@ def summary(values) -> dict:
     if not len(v):
         return {"median": float("nan"), "p90": float("nan"), "mean": float("nan"), "n": 0}
     return {"median": float(np.median(v)), "p90": float(np.percentile(v, 90)), "mean": float(v.mean()), "n": int(len(v))}
+
+
+def fmt(value, digits=2) -> str:
+    """A figure for a results table; "-" when there is none."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}f}"

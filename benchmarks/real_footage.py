@@ -46,6 +46,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import footage_metrics as M
+from footage_data import RealFrames, progress, track_dancer
+from face_check import face_check, face_markdown
 from bodydance.serving.repository import REPOSITORY_ROOT
 from bodydance.serving.server import EmbeddedTritonServer
 from bodydance.template_builder import build_template
@@ -69,29 +71,9 @@ VIDEO_SHA256 = "d9a66417185647b112304b57093f0c180f37a768e6a14daca75ca541f3b78039
 # where he is on the wall (3, 6-9, 11, 13, 17, 37, 45, 55; from 59 on it fits the woman walking by);
 # four of those, spread. Kept fixed so that later runs compare like with like.
 SOURCES = (9, 37, 45, 55)
-GROW = 0.02  # person mask grown by this share of the frame height
 ON_DANCER_IOU = 0.3
-GOAL = {"found_rate": 0.95, "median": 0.04, "p90": 0.06}
 
 
-def progress(items, desc: str, total: int = None):
-    try:
-        from tqdm import tqdm
-        return tqdm(items, desc=desc, total=total)
-    except ImportError:
-        total = total if total is not None else len(items)
-        return _printing(items, desc, total)
-
-
-def _printing(items, desc, total):
-    step, start = max(1, total // 10), time.perf_counter()
-    for i, item in enumerate(items):
-        yield item
-        if (i + 1) % step == 0 or i + 1 == total:
-            print(f"  {desc}: {i + 1}/{total} ({time.perf_counter() - start:.0f} s)", flush=True)
-
-
-# --- data -----------------------------------------------------------------------------
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -118,95 +100,6 @@ def decode(path: Path) -> list:
         return [f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[0])]
 
 
-def resize(image: np.ndarray, size) -> np.ndarray:
-    """To ``size`` = (width, height) with INTER_AREA."""
-    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA)
-
-
-# --- the dancer in the real frames -------------------------------------------------------
-def _box(mask: np.ndarray, x0: int = 0, y0: int = 0, min_pixels: int = 100):
-    ys, xs = np.nonzero(mask)
-    if len(xs) < min_pixels:
-        return None
-    return (int(xs.min()) + x0, int(ys.min()) + y0, int(xs.max()) + x0 + 1, int(ys.max()) + y0 + 1)
-
-
-def track_dancer(frames: list, crop_factor: float = 1.5, max_jump: float = 0.5, give_up: int = 5) -> list:
-    """Per frame: the dancer's Pose segmentation as (x0, y0, float16 mask of the crop at x0, y0), or None.
-
-    MediaPipe's own tracking mode finds the first person (the man alone on the wall); from
-    there, forwards and backwards, Pose (static) runs on a square crop 1.5x his previous box and
-    a result counts only if its box centre moved less than half his height. After 5 frames
-    without him the rest of the video is left untracked (so nobody else is taken for him).
-    """
-    import mediapipe as mp
-
-    h, w = frames[0].shape[:2]
-    start, box = None, None
-    with mp.solutions.pose.Pose(static_image_mode=False, model_complexity=1, enable_segmentation=True) as pose:
-        for t, frame in enumerate(frames):
-            result = pose.process(frame)
-            if result.segmentation_mask is not None:
-                box = _box(result.segmentation_mask > 0.5)
-                if box:
-                    start = t
-                    break
-    masks = [None] * len(frames)
-    if start is None:
-        return masks
-    with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True) as pose:
-        for order in (range(start, len(frames)), range(start - 1, -1, -1)):
-            current, missed = box, 0
-            for t in progress(order, "tracking the dancer", total=len(order)):
-                if missed >= give_up:
-                    continue
-                x0, y0, x1, y1 = current
-                cx, cy, height = (x0 + x1) / 2, (y0 + y1) / 2, y1 - y0
-                half = max(height, x1 - x0) * crop_factor / 2
-                cx0, cy0 = int(max(0, cx - half)), int(max(0, cy - half))
-                cx1, cy1 = int(min(w, cx + half)), int(min(h, cy + half))
-                result = pose.process(np.ascontiguousarray(frames[t][cy0:cy1, cx0:cx1]))
-                found = None
-                if result.segmentation_mask is not None:
-                    found = _box(result.segmentation_mask > 0.5, cx0, cy0)
-                if found and np.hypot((found[0] + found[2]) / 2 - cx, (found[1] + found[3]) / 2 - cy) < max_jump * height:
-                    crop = np.asarray(result.segmentation_mask, np.float16)
-                    masks[t], current, missed = (cx0, cy0, crop), found, 0
-                else:
-                    missed += 1
-    return masks
-
-
-class RealFrames:
-    """Real frames, dancer masks and real flow at one output size (cached)."""
-
-    def __init__(self, frames: list, masks: list, size):
-        self.frames, self.masks, self.size = frames, masks, tuple(size)
-        self._small, self._flow = {}, {}
-        self.grow = max(1, round(GROW * size[1]))
-
-    def image(self, t: int) -> np.ndarray:
-        if t not in self._small:
-            self._small[t] = resize(self.frames[t], self.size)
-        return self._small[t]
-
-    def mask(self, t: int):
-        """(dancer mask, grown mask) at the output size, or (None, None)."""
-        if self.masks[t] is None:
-            return None, None
-        x0, y0, crop = self.masks[t]
-        full = np.zeros(self.frames[t].shape[:2], np.float32)
-        full[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
-        mask = resize(full, self.size) > 0.5
-        return mask, M.grow_mask(mask, self.grow)
-
-    def flow(self, t: int) -> np.ndarray:
-        if t not in self._flow:
-            self._flow[t] = M.farneback(self.image(t), self.image(t + 1))
-        return self._flow[t]
-
-
-# --- served pipeline ----------------------------------------------------------------------
 def animate(client: BodyDanceClient, photo: np.ndarray, template, workdir: Path, name: str):
     """(subject, decoded output frames, warnings) through ``animate`` and the written MP4."""
     path = workdir / f"{name}.mp4"
@@ -382,66 +275,7 @@ def self_imitation(client, args, workdir: Path) -> dict:
     return result
 
 
-# --- face check -------------------------------------------------------------------------
-def portraits() -> dict:
-    import matplotlib.cbook
-    import skimage.data
-
-    rgb = lambda path: np.asarray(Image.open(path).convert("RGB"))  # noqa: E731
-    return {"astronaut": rgb(ROOT / "client" / "bodydance_client" / "data" / "astronaut.jpg"),
-            "grace_hopper": rgb(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
-            "cameraman": np.repeat(skimage.data.camera()[..., None], 3, axis=2),
-            "sports2d": rgb(DATA / "sports2d.jpg")}
-
-
-def face_landmarks(mesh, image: np.ndarray):
-    result = mesh.process(np.ascontiguousarray(image))
-    if not result.multi_face_landmarks:
-        return None
-    h, w = image.shape[:2]
-    return np.array([[p.x * w, p.y * h] for p in result.multi_face_landmarks[0].landmark[:468]], np.float64)
-
-
-def face_check(client, workdir: Path, limit: int = 0) -> dict:
-    import mediapipe as mp
-
-    results = {}
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1) as mesh:
-        for name, photo in portraits().items():
-            entry = results[name] = {"photo_size": [photo.shape[1], photo.shape[0]]}
-            try:
-                _, out, caught = animate(client, photo, "disco", workdir, f"face_{name}")
-            except BodyDanceError as err:
-                entry["error"] = f"{type(err).__name__}: {err}"
-                continue
-            out = out[:limit] if limit else out
-            oh, ow = out[0].shape[:2]
-            scale = max(oh, ow) / max(photo.shape[:2])
-            small = resize(photo, (round(photo.shape[1] * scale), round(photo.shape[0] * scale)))[:oh, :ow]
-            reference, floor_lm = face_landmarks(mesh, photo), face_landmarks(mesh, small)
-            found = [face_landmarks(mesh, f) for f in progress(out, f"face mesh on {name}")]
-            entry.update({"output_size": [ow, oh], "frames": len(out), "warnings": caught,
-                          "face_in_photo": reference is not None, "face_in_downscaled_photo": floor_lm is not None,
-                          "found_rate": sum(f is not None for f in found) / len(found)})
-            if reference is not None:
-                iod = float(np.linalg.norm(reference[M.LEFT_EYE_OUTER] - reference[M.RIGHT_EYE_OUTER]))
-                errors = [M.face_shape_error(f, reference) if f is not None else None for f in found]
-                entry.update({"interocular_px_photo": iod, "interocular_px_output": iod * scale,
-                              "error_per_frame": errors, "shape_error": M.summary(errors),
-                              "floor": M.face_shape_error(floor_lm, reference) if floor_lm is not None else None})
-                s = entry["shape_error"]
-                entry["meets_goal"] = bool(entry["found_rate"] >= GOAL["found_rate"] and s["n"]
-                                           and s["median"] <= GOAL["median"] and s["p90"] <= GOAL["p90"])
-    return results
-
-
 # --- reports ----------------------------------------------------------------------------
-def _f(value, digits=2) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "-"
-    return f"{value:.{digits}f}"
-
-
 def footage_markdown(r: dict, meta: dict) -> str:
     lines = [f"# Real footage: self-imitation on the Sports2D demo video ({meta['label']})", "",
              f"Code: `{meta['commit']}`; {meta['date']}; run {meta['runtime_s']:.0f} s on this machine. "
@@ -456,8 +290,8 @@ def footage_markdown(r: dict, meta: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
 
     def row(label, s, size="", iou_=None):
-        m = lambda k, d=2: _f(s[k]["mean"], d)  # noqa: E731
-        return (f"| {label} ({s['ours_psnr_whole']['n']} frames) | {size} | {_f(s['person_height_px']['median'], 0)} | {_f(iou_)} "
+        m = lambda k, d=2: M.fmt(s[k]["mean"], d)  # noqa: E731
+        return (f"| {label} ({s['ours_psnr_whole']['n']} frames) | {size} | {M.fmt(s['person_height_px']['median'], 0)} | {M.fmt(iou_)} "
                 f"| {m('ours_psnr_person')} / {m('copy_psnr_person')} | {m('ours_ssim_person', 3)} / {m('copy_ssim_person', 3)} "
                 f"| {m('ours_psnr_whole')} / {m('copy_psnr_whole')} | {m('ours_ssim_whole', 3)} / {m('copy_ssim_whole', 3)} "
                 f"| {m('ours_tof_whole', 3)} / {m('copy_tof_whole', 3)} | {m('ours_tof_person', 3)} / {m('copy_tof_person', 3)} |")
@@ -476,32 +310,6 @@ def footage_markdown(r: dict, meta: dict) -> str:
         lines += ["", f"`prepare()` on the compared real frames (the reconstruction the template builder runs per frame) "
                       f"lands on the dancer in {p['dancer']:.0%}, on someone else in {p['someone else']:.0%}, "
                       f"on nobody in {p['nobody']:.0%} (mask IoU >= {ON_DANCER_IOU} with the dancer counts as him)."]
-    return "\n".join(lines) + "\n"
-
-
-def face_markdown(r: dict, meta: dict) -> str:
-    lines = [f"# Face check: bundled 'disco' on every real portrait ({meta['label']})", "",
-             f"Code: `{meta['commit']}`; {meta['date']}. MediaPipe Face Mesh (static, 1 face) on every output frame and "
-             "on the photo; error = RMS of the 468 landmarks after a similarity fit onto the photo's, in photo "
-             f"inter-ocular distances (landmarks 33-263). Goal: found >= {GOAL['found_rate']:.0%}, "
-             f"median <= {GOAL['median']}, p90 <= {GOAL['p90']}. Floor: the photo downscaled to the output size.", "",
-             "| photo | photo px | output px | eyes apart in output px | face found in frames | median | p90 | floor | goal met |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for name, e in r.items():
-        size = "x".join(map(str, e["photo_size"]))
-        if "output_size" not in e:
-            lines.append(f"| {name} | {size} | failed: {e['error']} | | | | | | no |")
-            continue
-        out = "x".join(map(str, e["output_size"]))
-        if not e["face_in_photo"]:
-            lines.append(f"| {name} | {size} | {out} | - | {e['found_rate']:.0%} | no face found in the photo itself "
-                         f"| - | - | n/a |")
-            continue
-        s = e["shape_error"]
-        lines.append(f"| {name} | {size} | {out} | {e['interocular_px_output']:.1f} | {e['found_rate']:.0%} "
-                     f"| {_f(s['median'], 3)} | {_f(s['p90'], 3)} "
-                     f"| {_f(e['floor'], 3) if e['floor'] is not None else 'no face when downscaled'} "
-                     f"| {'yes' if e['meets_goal'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -542,7 +350,7 @@ def main():
         (RESULTS / f"real_footage_{args.label}.md").write_text(footage_markdown(footage, meta))
         print(footage_markdown(footage, meta))
         if not args.skip_faces:
-            faces = face_check(client, Path(tmp), limit=args.frames)
+            faces = face_check(client, Path(tmp), animate, limit=args.frames)
             meta["runtime_s"] = time.perf_counter() - start
             (RESULTS / f"face_check_{args.label}.json").write_text(json.dumps(_clean({"meta": meta, **faces}), indent=1))
             (RESULTS / f"face_check_{args.label}.md").write_text(face_markdown(faces, meta))

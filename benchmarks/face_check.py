@@ -1,0 +1,100 @@
+"""Face check: every real portrait the project has dances 'disco'; MediaPipe Face Mesh on every frame.
+
+Found rate and face-shape error: the frame's 468 landmarks similarity-aligned onto the photo's,
+RMS / the photo's inter-ocular distance, with the floor of the photo merely downscaled to the
+output size. Run by ``real_footage.py`` (which owns the server and the animate helper).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+import footage_metrics as M
+from bodydance_client.errors import BodyDanceError
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+GOAL = {"found_rate": 0.95, "median": 0.04, "p90": 0.06}
+
+
+def portraits() -> dict:
+    import matplotlib.cbook
+    import skimage.data
+
+    rgb = lambda path: np.asarray(Image.open(path).convert("RGB"))  # noqa: E731
+    return {"astronaut": rgb(ROOT / "client" / "bodydance_client" / "data" / "astronaut.jpg"),
+            "grace_hopper": rgb(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
+            "cameraman": np.repeat(skimage.data.camera()[..., None], 3, axis=2),
+            "sports2d": rgb(DATA / "sports2d.jpg")}
+
+
+def face_landmarks(mesh, image: np.ndarray):
+    result = mesh.process(np.ascontiguousarray(image))
+    if not result.multi_face_landmarks:
+        return None
+    h, w = image.shape[:2]
+    return np.array([[p.x * w, p.y * h] for p in result.multi_face_landmarks[0].landmark[:468]], np.float64)
+
+
+def face_check(client, workdir: Path, animate, limit: int = 0) -> dict:
+    """``animate(client, photo, template, workdir, name) -> (subject, frames, warnings)``."""
+    import mediapipe as mp
+
+    results = {}
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1) as mesh:
+        for name, photo in portraits().items():
+            entry = results[name] = {"photo_size": [photo.shape[1], photo.shape[0]]}
+            try:
+                _, out, caught = animate(client, photo, "disco", workdir, f"face_{name}")
+            except BodyDanceError as err:
+                entry["error"] = f"{type(err).__name__}: {err}"
+                continue
+            out = out[:limit] if limit else out
+            oh, ow = out[0].shape[:2]
+            scale = max(oh, ow) / max(photo.shape[:2])
+            small = cv2.resize(photo, (round(photo.shape[1] * scale), round(photo.shape[0] * scale)), interpolation=cv2.INTER_AREA)[:oh, :ow]
+            reference, floor_lm = face_landmarks(mesh, photo), face_landmarks(mesh, small)
+            found = [face_landmarks(mesh, f) for f in out]
+            entry.update({"output_size": [ow, oh], "frames": len(out), "warnings": caught,
+                          "face_in_photo": reference is not None, "face_in_downscaled_photo": floor_lm is not None,
+                          "found_rate": sum(f is not None for f in found) / len(found)})
+            if reference is not None:
+                iod = float(np.linalg.norm(reference[M.LEFT_EYE_OUTER] - reference[M.RIGHT_EYE_OUTER]))
+                errors = [M.face_shape_error(f, reference) if f is not None else None for f in found]
+                entry.update({"interocular_px_photo": iod, "interocular_px_output": iod * scale,
+                              "error_per_frame": errors, "shape_error": M.summary(errors),
+                              "floor": M.face_shape_error(floor_lm, reference) if floor_lm is not None else None})
+                s = entry["shape_error"]
+                entry["meets_goal"] = bool(entry["found_rate"] >= GOAL["found_rate"] and s["n"]
+                                           and s["median"] <= GOAL["median"] and s["p90"] <= GOAL["p90"])
+    return results
+
+
+def face_markdown(r: dict, meta: dict) -> str:
+    lines = [f"# Face check: bundled 'disco' on every real portrait ({meta['label']})", "",
+             f"Code: `{meta['commit']}`; {meta['date']}. MediaPipe Face Mesh (static, 1 face) on every output frame and "
+             "on the photo; error = RMS of the 468 landmarks after a similarity fit onto the photo's, in photo "
+             f"inter-ocular distances (landmarks 33-263). Goal: found >= {GOAL['found_rate']:.0%}, "
+             f"median <= {GOAL['median']}, p90 <= {GOAL['p90']}. Floor: the photo downscaled to the output size.", "",
+             "| photo | photo px | output px | eyes apart in output px | face found in frames | median | p90 | floor | goal met |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, e in r.items():
+        size = "x".join(map(str, e["photo_size"]))
+        if "output_size" not in e:
+            lines.append(f"| {name} | {size} | failed: {e['error']} | | | | | | no |")
+            continue
+        out = "x".join(map(str, e["output_size"]))
+        if not e["face_in_photo"]:
+            lines.append(f"| {name} | {size} | {out} | - | {e['found_rate']:.0%} | no face found in the photo itself "
+                         f"| - | - | n/a |")
+            continue
+        s = e["shape_error"]
+        lines.append(f"| {name} | {size} | {out} | {e['interocular_px_output']:.1f} | {e['found_rate']:.0%} "
+                     f"| {M.fmt(s['median'], 3)} | {M.fmt(s['p90'], 3)} "
+                     f"| {M.fmt(e['floor'], 3) if e['floor'] is not None else 'no face when downscaled'} "
+                     f"| {'yes' if e['meets_goal'] else 'no'} |")
+    return "\n".join(lines) + "\n"
