@@ -55,14 +55,16 @@ def main() -> None:
     args = parser.parse_args()
     old = worktree(args.commit)
     trees = {"this tree": (ROOT, Path(sys.executable)), args.commit: (old, old / ".venv" / "bin" / "python")}
-    keep = (ROOT / "benchmarks" / "results" / "serving_speed_256.json").read_bytes()
+    committed = [ROOT / "benchmarks" / "results" / f"serving_speed_256.{ext}" for ext in ("json", "md")]
+    keep = {path: path.read_bytes() for path in committed if path.exists()}
     runs = {name: [] for name in trees}
     try:
         for _ in range(args.rounds):
             for name, (tree, python) in trees.items():
                 runs[name].append(one_round(tree, python, args.frames))
     finally:  # this tree's committed serving-speed results are not overwritten by these single rounds
-        (ROOT / "benchmarks" / "results" / "serving_speed_256.json").write_bytes(keep)
+        for path, content in keep.items():
+            path.write_bytes(content)
 
     def median(name, key, group="stats"):
         return statistics.median(r[group][key]["median"] if group == "stats" else r[group][key] for r in runs[name])
