@@ -41,7 +41,7 @@ def _off(a: float, b: float) -> float:
 @pytest.mark.parametrize("yaw, verdict", [(0, "front"), (90, "profile"), (-90, "profile"), (180, "back"), (150, "back")])
 def test_renders_are_fitted_facing_the_way_the_body_faces(reconstructor, scene, yaw, verdict):
     out = reconstructor(_render(scene, yaw))
-    assert reconstructor.last_facing == verdict
+    assert out.facing == verdict
     assert _off(_fitted_yaw(out), yaw) < 30
 
 
@@ -58,7 +58,7 @@ def test_a_pose_detector_that_mistakes_the_back_for_the_front_is_overruled_by_th
 
     monkeypatch.setattr(reconstruction.Reconstructor, "_detect", fooled)
     out = reconstructor(_render(scene, yaw))
-    assert reconstructor.last_facing == ("front" if yaw == 0 else "back")
+    assert out.facing == ("front" if yaw == 0 else "back")
     assert _off(_fitted_yaw(out), yaw) < 30
 
 

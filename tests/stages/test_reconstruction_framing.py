@@ -5,7 +5,7 @@ import pytest
 
 from bodydance.skeleton import REST_JOINTS, project
 from bodydance.stages.reconstruction.framing import choose_square, dance_box_ndc
-from bodydance.stages.reconstruction.photo import crop_square, letterbox
+from bodydance.stages.reconstruction.photo import crop_square
 from bodydance_client.contract import PhotoSquare
 
 
@@ -31,7 +31,7 @@ def test_the_letterbox_square_centres_the_whole_photo():
     square = PhotoSquare.letterbox(300, 500, 100)
     assert (square.left, square.top, square.side) == (0, -100, 500)
     photo = np.full((300, 500, 3), 200, np.uint8)
-    boxed = letterbox(photo, 100, fill=0)
+    boxed = crop_square(photo, square, fill=0)
     assert np.all(boxed[21:79] == 200) and np.all(boxed[:19] == 0) and np.all(boxed[81:] == 0)  # rows 20-79
     assert np.array_equal(crop_square(photo, PhotoSquare(600, 600, 50, 10), fill=7), np.full((10, 10, 3), 7))
 

@@ -108,7 +108,7 @@ def test_landmarks_map_through_the_same_letterbox_as_the_image():
     h, w, n = 90, 160, 64
     photo = np.zeros((h, w, 3), np.uint8)
     photo[30:36, 120:126] = 255  # a bright 6x6 square centred at (123, 33) px
-    boxed = photo_input.letterbox(photo, n, fill=0)[..., 0].astype(np.float64)
+    boxed = photo_input.crop_square(photo, C.PhotoSquare.letterbox(h, w, n), fill=0)[..., 0].astype(np.float64)
     ys, xs = np.mgrid[0:n, 0:n]
     centre_px = np.array([(xs * boxed).sum(), (ys * boxed).sum()]) / boxed.sum()
     centre_ndc = (centre_px + 0.5) * 2 / n - 1  # pixel centres at (2i + 1) / N - 1

@@ -14,7 +14,7 @@ import numpy as np
 from bodydance_client import contract as C
 from bodydance_client.errors import BadImageError
 
-PAD_VALUE = 127  # letterbox bars of source_image, uint8 grey
+PAD_VALUE = 127  # source_image where the square reaches past the photo, uint8 grey
 
 
 def check_photo(photo: np.ndarray) -> None:
@@ -43,7 +43,3 @@ def crop_square(image: np.ndarray, square: C.PhotoSquare, fill=PAD_VALUE) -> np.
     interp = cv2.INTER_AREA if side > n else cv2.INTER_LINEAR
     return cv2.resize(canvas, (n, n), interpolation=interp).reshape((n, n) + image.shape[2:])
 
-
-def letterbox(image: np.ndarray, resolution: int, fill=PAD_VALUE) -> np.ndarray:
-    """``[H, W(, C)]`` -> ``[N, N(, C)]``: the whole photo, centred, bars = ``fill``."""
-    return crop_square(image, C.PhotoSquare.letterbox(*image.shape[:2], resolution), fill)

@@ -52,6 +52,7 @@ class SubjectReconstruction:
     joints_2d: np.ndarray  # [24, 2] float32 NDC: the observed joints (trust them where confidence >= VISIBLE)
     joint_confidence: np.ndarray  # [24] float32 in [0, 1]
     reprojection_px: float  # RMS distance, in pixels of the N x N image, of fitted to observed confident joints
+    facing: str = "unknown"  # which way the evidence says the person faces: front, back, profile or unknown
 
 
 def _search_windows(width: int, height: int, side: int):
@@ -86,7 +87,6 @@ class Reconstructor:
         # Both bundled ranges: on a head crop the short-range one finds small, dim faces the other misses.
         self._faces = [mp.solutions.face_detection.FaceDetection(model_selection=k, min_detection_confidence=0.5)
                        for k in (0, 1)]
-        self.last_facing = "unknown"  # what the last call decided: front, back, profile or unknown
         self._lock = threading.Lock()
         self._closed = False
 
@@ -211,7 +211,7 @@ class Reconstructor:
         n = int(resolution or self.resolution)
         h, w = photo.shape[:2]
         image_lm, world_lm, mask, people = self._detect(photo, region)
-        image_lm, world_lm, self.last_facing = decide_facing(
+        image_lm, world_lm, facing = decide_facing(
             image_lm, world_lm, w, h, lambda box: self._face_in(photo, box))
         if mask is None:
             raise NoPersonError("no person found in the photo (the segmentation came back empty)")
@@ -255,6 +255,7 @@ class Reconstructor:
             joints_2d=square.to_ndc(letterbox.to_photo(np.nan_to_num(joints_2d))).astype(np.float32),
             joint_confidence=np.clip(confidence, 0.0, 1.0).astype(np.float32),
             reprojection_px=fit.rms_ndc * n / 2.0 * letterbox.side / square.side,
+            facing=facing,
         )
         for spec in C.SUBJECT_RECONSTRUCTION.outputs:
             value = getattr(out, spec.name)
