@@ -24,7 +24,7 @@ from bodydance_client import compositing
 from bodydance_client import contract as C
 from bodydance_client.errors import PhotoNotUprightError
 from bodydance_client.images import PhotoLike
-from bodydance_client.policy import READY_MODELS, InOrderWindow, not_ready_error, ready_polls
+from bodydance_client.policy import DEFAULT_LB_POLICY, READY_MODELS, InOrderWindow, not_ready_error, ready_polls
 from bodydance_client.sdk import (
     DEFAULT_URL, Recording, Subject, as_template, frame_from_result, frame_request, load_canvas_and_upload,
     subject_from_result, subject_request,
@@ -41,10 +41,11 @@ class AsyncBodyDanceClient(ClientCore):
 
     def __init__(self, urls: Union[str, Sequence[str]] = DEFAULT_URL, *, timeout_s: float = 60.0,
                  retry_deadline_s: float = 60.0, window: int = 4, shared_memory: bool = False,
-                 max_side: int = compositing.DEFAULT_MAX_SIDE, turn_upright: bool = True):
+                 max_side: int = compositing.DEFAULT_MAX_SIDE, turn_upright: bool = True,
+                 lb_policy: str = DEFAULT_LB_POLICY):
         super().__init__(urls, grpcaio.InferenceServerClient, timeout_s=timeout_s,
                          retry_deadline_s=retry_deadline_s, window=window, shared_memory=shared_memory,
-                         max_side=max_side, turn_upright=turn_upright)
+                         max_side=max_side, turn_upright=turn_upright, lb_policy=lb_policy)
 
     # -- plumbing ------------------------------------------------------------------------
     async def close(self) -> None:

@@ -52,7 +52,8 @@ def animate(
     template: str = typer.Option("wave", "--template", "-t", help="bundled template name or .npz path"),
     out: Path = typer.Option(Path("out.mp4"), "--out", "-o", help="output MP4 (H.264)"),
     sheet: str = typer.Option("out.png", "--contact-sheet", help="contact sheet PNG ('' to skip)"),
-    url: List[str] = typer.Option([], "--url", help="server gRPC host:port (repeat for failover); none: embedded"),
+    url: List[str] = typer.Option([], "--url", help="server gRPC host:port (repeat for failover), or a balanced target "
+                                    "(dns:///service:8001); none: embedded"),
     window: int = typer.Option(4, help="frames in flight"),
     timeout_s: float = typer.Option(60.0, help="per-request deadline (s)"),
     max_side: int = typer.Option(1920, help="longest side of the video in px (the photo's own resolution up to it)"),

@@ -11,12 +11,18 @@ how they wait: a blocking call and ``time.sleep``, or an awaited call and
   until a deadline, failing over to the next server URL after each failure,
   and the give-up error naming the attempt count (:func:`retry_attempts`);
 * the bounded, in-order window of frames in flight (:class:`InOrderWindow`);
-* polling for readiness until a timeout (:func:`ready_polls`).
+* polling for readiness until a timeout (:func:`ready_polls`);
+* which URLs are gRPC targets that gRPC balances itself (:func:`is_balanced_target`,
+  :func:`balanced_target`): ``dns:///service:8001`` (every address the name resolves to) or
+  ``ipv4:10.0.0.1:8001,10.0.0.2:8001``. Such a target is one connection, and so one entry of the
+  failover; gRPC spreads its requests over the addresses (``round_robin``), skips those it cannot
+  reach, and a retried request goes to the next healthy one.
 """
 
 from __future__ import annotations
 
 import collections
+import ipaddress
 import threading
 import time
 from typing import Callable, Deque, Generic, Iterator, List, Optional, Sequence, TypeVar, Union
@@ -29,6 +35,9 @@ FIRST_DELAY_S = 0.2
 MAX_DELAY_S = 5.0
 READY_POLL_S = 0.25
 READY_MODELS = (C.SUBJECT_ENSEMBLE.name, C.FRAME_ENSEMBLE.name)
+# gRPC name-resolver schemes whose targets can name several servers (``unix:`` names one).
+BALANCED_SCHEMES = ("dns:", "ipv4:", "ipv6:")
+DEFAULT_LB_POLICY = "round_robin"
 
 Clock = Callable[[], float]
 
@@ -39,6 +48,35 @@ def server_urls(urls: Union[str, Sequence[str]]) -> List[str]:
     if not listed:
         raise ValueError("at least one server URL is needed")
     return listed
+
+
+def is_balanced_target(url: str) -> bool:
+    """True for a gRPC target with a resolver scheme (``dns:///svc:8001``, ``ipv4:a:1,b:2``), which gRPC
+    resolves and balances itself; False for a plain ``host:port`` (one server, the failover's unit)."""
+    return url.startswith(BALANCED_SCHEMES)
+
+
+def balanced_target(addresses: Sequence[str]) -> str:
+    """``['10.0.0.1:8001', '[::1]:8002']`` -> one gRPC target (``ipv4:...`` or ``ipv6:...``) over them all.
+
+    Only IP literals with ports: a host name is ``dns:///name:port``, resolved by gRPC itself.
+    """
+    listed = list(addresses)
+    if not listed:
+        raise ValueError("at least one address is needed")
+    families = set()
+    for address in listed:
+        host, sep, port = address.rpartition(":")
+        try:
+            families.add(ipaddress.ip_address(host.strip("[]")).version)
+        except ValueError:
+            raise ValueError(f"{address!r} is not an IP address with a port; for a name use "
+                             f"'dns:///{address}'") from None
+        if not sep or not port.isdigit():
+            raise ValueError(f"{address!r} has no port")
+    if len(families) > 1:
+        raise ValueError("IPv4 and IPv6 addresses cannot share one target")
+    return f"ipv{families.pop()}:" + ",".join(listed)
 
 
 # -- errors ---------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Frame requests are stateless and idempotent: the client keeps the subject
 tensors and sends them with every frame (through system shared memory when
 ``shared_memory=True`` and the server is on this host), keeps a bounded
 window of frames in flight, and retries a frame on UNAVAILABLE with
-exponential backoff, moving to the next server URL if it was given several.
+exponential backoff, moving to the next server URL if it was given several; a
+balanced target (``dns:///service:8001``) spreads frames over its servers itself.
 Those rules are :mod:`bodydance_client.policy`, the settings, connections and
 shared memory :mod:`bodydance_client.transport`; both are shared with the
 asyncio client (:mod:`bodydance_client.aio`), which differs only in awaiting.
@@ -29,7 +30,9 @@ from bodydance_client import contract as C
 from bodydance_client import compositing
 from bodydance_client.errors import PhotoNotUprightError, ServerNotReadyError
 from bodydance_client.images import UPLOAD_SIDE, PhotoLike, load_photo
-from bodydance_client.policy import READY_MODELS, InOrderWindow, is_retryable, not_ready_error, ready_polls
+from bodydance_client.policy import (
+    DEFAULT_LB_POLICY, READY_MODELS, InOrderWindow, is_retryable, not_ready_error, ready_polls,
+)
 from bodydance_client.templates import Template, resolve_template
 from bodydance_client.transport import ClientCore, tensor_input
 from bodydance_client.video import Mp4Writer, contact_sheet
@@ -183,7 +186,9 @@ class BodyDanceClient(ClientCore):
     """gRPC client for one or more servers serving the BodyDance ensembles.
 
     Args:
-        urls: ``host:port`` of a server's gRPC endpoint, or several for failover.
+        urls: ``host:port`` of a server's gRPC endpoint, or several for failover; or a gRPC target that
+            gRPC balances over several servers: ``dns:///service:8001`` (a headless Service's name),
+            ``ipv4:10.0.0.1:8001,10.0.0.2:8001`` (:func:`~bodydance_client.policy.balanced_target`).
         timeout_s: deadline of each request.
         retry_deadline_s: how long a frame keeps being retried while servers are unavailable.
         window: frames in flight at once in :meth:`frames`.
@@ -191,14 +196,16 @@ class BodyDanceClient(ClientCore):
         max_side: longest side of the video in px; the photo's own resolution up to it.
         turn_upright: turn a photo whose person the server finds upside down or sideways, when it
             says clearly how (with a RuntimeWarning), and try again.
+        lb_policy: gRPC load-balancing policy of balanced targets (default ``round_robin``).
     """
 
     def __init__(self, urls: Union[str, Sequence[str]] = DEFAULT_URL, *, timeout_s: float = 60.0,
                  retry_deadline_s: float = 60.0, window: int = 4, shared_memory: bool = False,
-                 max_side: int = compositing.DEFAULT_MAX_SIDE, turn_upright: bool = True):
+                 max_side: int = compositing.DEFAULT_MAX_SIDE, turn_upright: bool = True,
+                 lb_policy: str = DEFAULT_LB_POLICY):
         super().__init__(urls, grpcclient.InferenceServerClient, timeout_s=timeout_s,
                          retry_deadline_s=retry_deadline_s, window=window, shared_memory=shared_memory,
-                         max_side=max_side, turn_upright=turn_upright)
+                         max_side=max_side, turn_upright=turn_upright, lb_policy=lb_policy)
 
     # -- plumbing ------------------------------------------------------------------------
     def close(self) -> None:

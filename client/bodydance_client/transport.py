@@ -5,6 +5,11 @@ each passes the connection class of its flavour (``tritonclient.grpc`` or
 ``tritonclient.grpc.aio``) and makes the calls itself, blocking or awaited.
 The shared-memory regions holding a subject's tensors are made and destroyed
 here, once; only the (un)registration calls belong to the flavour.
+
+A URL that is a balanced gRPC target (``dns:///...``, ``ipv4:...``) is connected with channel
+arguments that name the load-balancing policy (:func:`channel_args`). tritonclient uses channel
+arguments *instead of* its own, so they repeat its message-size limits and keepalive settings too:
+without them gRPC's 4 MB default would refuse the larger frame responses.
 """
 
 from __future__ import annotations
@@ -19,7 +24,31 @@ import tritonclient.grpc as grpcclient
 
 from bodydance_client import contract as C
 from bodydance_client.errors import PhotoNotUprightError
-from bodydance_client.policy import Attempt, Failover, retry_attempts, server_urls
+from bodydance_client.policy import (
+    DEFAULT_LB_POLICY, Attempt, Failover, is_balanced_target, retry_attempts, server_urls,
+)
+
+# tritonclient's own limit (Triton's MAX_GRPC_MESSAGE_SIZE, INT32_MAX), which its default channel sets.
+MAX_MESSAGE_BYTES = grpcclient.MAX_GRPC_MESSAGE_SIZE
+
+
+def channel_args(lb_policy: str = DEFAULT_LB_POLICY) -> List[Tuple[str, Any]]:
+    """gRPC channel arguments for a balanced target: tritonclient's defaults plus the LB policy."""
+    keepalive = grpcclient.KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.lb_policy_name", lb_policy),
+    ]
+
+
+def connection_options(url: str, lb_policy: str = DEFAULT_LB_POLICY) -> Dict[str, Any]:
+    """Keyword arguments of either flavour's ``InferenceServerClient`` for ``url``."""
+    return {"channel_args": channel_args(lb_policy)} if is_balanced_target(url) else {}
 
 
 def tensor_input(spec: C.TensorSpec, value: np.ndarray):
@@ -73,8 +102,10 @@ class ClientCore:
     """Settings, one connection per URL, the failover shared by all requests, the live shm regions.
 
     Args:
-        urls: ``host:port`` of a server's gRPC endpoint, or several for failover.
-        connect: the flavour's connection class, called with each URL.
+        urls: ``host:port`` of a server's gRPC endpoint, or several for failover; or a gRPC target
+            that gRPC balances over several servers (``dns:///service:8001``, ``ipv4:a:8001,b:8001``).
+        connect: the flavour's connection class, called with each URL (and ``channel_args`` for a
+            balanced target).
         timeout_s: deadline of each request.
         retry_deadline_s: how long a request keeps being retried while servers are unavailable.
         window: frames in flight at once in ``frames``.
@@ -82,18 +113,25 @@ class ClientCore:
         max_side: longest side of the video in px; the photo's own resolution up to it.
         turn_upright: when the server finds the person upside down or sideways and says clearly how
             to turn the photo, turn it and try again (with a RuntimeWarning); else the error stands.
+        lb_policy: gRPC load-balancing policy of balanced targets (``round_robin``; ``pick_first``
+            keeps to one server while it answers).
     """
 
     def __init__(self, urls: Union[str, Sequence[str]], connect: Callable[[str], Any], *, timeout_s: float,
-                 retry_deadline_s: float, window: int, shared_memory: bool, max_side: int, turn_upright: bool):
+                 retry_deadline_s: float, window: int, shared_memory: bool, max_side: int, turn_upright: bool,
+                 lb_policy: str = DEFAULT_LB_POLICY):
         self.urls = server_urls(urls)
+        if shared_memory and any(is_balanced_target(u) for u in self.urls):
+            # A region is registered through the connection, i.e. on whichever server gRPC picks.
+            raise ValueError("shared_memory=True needs plain host:port URLs (each server registers the region); "
+                             "a balanced target spreads requests over servers that would not have it")
         self.max_side = int(max_side)
         self.turn_upright = bool(turn_upright)
         self.timeout_s = timeout_s
         self.retry_deadline_s = retry_deadline_s
         self.window = max(1, window)
         self.shared_memory = shared_memory
-        self._clients = [connect(u) for u in self.urls]
+        self._clients = [connect(u, **connection_options(u, lb_policy)) for u in self.urls]
         self._failover = Failover(len(self._clients))
         self._shm_regions: List[SharedRegion] = []
 
