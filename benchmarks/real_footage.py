@@ -330,6 +330,7 @@ def main():
     parser.add_argument("--stride", type=int, default=1, help="compare every n-th tracked frame")
     parser.add_argument("--sources", default=",".join(map(str, SOURCES)), help="source frames, comma-separated")
     parser.add_argument("--skip-faces", action="store_true", help="self-imitation only")
+    parser.add_argument("--faces-only", action="store_true", help="the face check only")
     args = parser.parse_args()
     args.sources = [int(s) for s in args.sources.split(",") if s]
     start = time.perf_counter()
@@ -344,11 +345,12 @@ def main():
     with tempfile.TemporaryDirectory(prefix="real_footage") as tmp, EmbeddedTritonServer(repository) as server, \
             BodyDanceClient(server.grpc_url, timeout_s=120) as client:
         client.wait_until_ready(timeout_s=180)
-        footage = self_imitation(client, args, Path(tmp))
-        meta["runtime_s"] = time.perf_counter() - start
-        (RESULTS / f"real_footage_{args.label}.json").write_text(json.dumps(_clean({"meta": meta, **footage}), indent=1))
-        (RESULTS / f"real_footage_{args.label}.md").write_text(footage_markdown(footage, meta))
-        print(footage_markdown(footage, meta))
+        if not args.faces_only:
+            footage = self_imitation(client, args, Path(tmp))
+            meta["runtime_s"] = time.perf_counter() - start
+            (RESULTS / f"real_footage_{args.label}.json").write_text(json.dumps(_clean({"meta": meta, **footage}), indent=1))
+            (RESULTS / f"real_footage_{args.label}.md").write_text(footage_markdown(footage, meta))
+            print(footage_markdown(footage, meta))
         if not args.skip_faces:
             faces = face_check(client, Path(tmp), animate, limit=args.frames)
             meta["runtime_s"] = time.perf_counter() - start

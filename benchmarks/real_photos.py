@@ -53,7 +53,7 @@ def overlay(subject, body, arrays) -> np.ndarray:
     image = t["source_image"][0].transpose(1, 2, 0) * 255
     hit = parts > 0
     image[hit] = 0.45 * image[hit] + 0.55 * PART_COLOURS[parts[hit]]
-    return subject.crop(image.round().astype(np.uint8))
+    return image.round().astype(np.uint8)
 
 
 def main():
@@ -64,7 +64,7 @@ def main():
         client.wait_until_ready()
         for name, photo in photos().items():
             subject = client.prepare(photo)
-            Image.fromarray(np.concatenate([subject.crop((subject.tensors["source_image"][0].transpose(1, 2, 0) * 255)
+            Image.fromarray(np.concatenate([((subject.tensors["source_image"][0].transpose(1, 2, 0) * 255)
                                                          .astype(np.uint8)), overlay(subject, body, arrays)], 1)
                             ).save(RESULTS / f"real_{name}_overlay.png")
             frames = list(client.frames(subject, "disco"))

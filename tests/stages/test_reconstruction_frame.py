@@ -139,7 +139,8 @@ def test_tensor_geometry_matches_the_exact_mesh_rasteriser(camera):
 
 def test_the_head_moves_as_one_piece():
     """Head and neck turned apart (the jaw is skinned partly to the neck): the head's flow is still one
-    affine map of the target pixels, over the face and the hair margin around it."""
+    similarity map of the target pixels (no shear, no stretch along one axis), over the face and the
+    hair margin around it."""
     pose = torch.zeros(1, 24, 3)
     target = pose.clone()
     target[0, 12] = torch.tensor([0.0, 0.0, 0.5])  # neck tilted sideways
@@ -149,10 +150,15 @@ def test_the_head_moves_as_one_piece():
     assert head.sum() > 50
     xx, yy = _pixel_grid()
     design = np.stack([xx[head], yy[head], np.ones(head.sum())], 1)
+    coefs = []
     for k in range(2):
         coef, *_ = np.linalg.lstsq(design, flow[0, k].numpy()[head], rcond=None)
         residual_px = np.abs(design @ coef - flow[0, k].numpy()[head]).max() * N / 2
         assert residual_px < 0.01
+        coefs.append(coef[:2])
+    (axx, axy), (ayx, ayy) = coefs
+    assert abs(axx - ayy) < 1e-4 and abs(axy + ayx) < 1e-4, "the head's map is not a similarity"
+    assert abs(axy) > 0.05, "the tilted head should turn its map"
 
 
 def test_flow_continues_past_the_body_and_stops_at_the_margin():

@@ -36,7 +36,7 @@ class BodyGeometry(torch.nn.Module):
     # A target point counts as seen in the photo when its source depth is within
     # this many metres of the photo's front surface at that pixel.
     VISIBILITY_TOLERANCE_M = 0.03
-    # Head pixels the photo must show before the head's flow is replaced by one affine map.
+    # Head pixels the photo must show before the head's flow is replaced by one similarity map.
     MIN_HEAD_PIXELS = 24
 
     def __init__(self, resolution: int, max_scale: float = MAX_CAMERA_SCALE):
@@ -63,14 +63,17 @@ class BodyGeometry(torch.nn.Module):
         front = sample_ndc(source_depth, grid, mode="nearest").reshape(x.shape[0], -1)
         return z >= front - self.VISIBILITY_TOLERANCE_M
 
-    def _head_in_one_piece(self, flow_x, flow_y, head, head_seen, other_body, borrowed):
-        """Over the head and the hair around it, the one affine map that best fits the mesh's flow
-        on the head pixels the photo shows (weighted least squares, closed form, per item).
+    def _head_in_one_piece(self, flow_x, flow_y, head, head_seen, other_body):
+        """Over the head and the hair around it, the one similarity map (rotation, uniform scale,
+        shift) that best fits the mesh's flow on the head pixels the photo shows (weighted least
+        squares, closed form, per item).
 
         The skinning blends the jaw with the neck, so the mesh alone lets the mouth and chin slide
-        against the eyes when head and neck turn apart; a face must move as one piece. Where the
-        photo shows too little of the head (seen from behind), the mesh's flow stays.
-        flow ``[B,P]`` NDC; masks ``[B,P]`` bool.
+        against the eyes when head and neck turn apart; a face must move as one piece. A similarity
+        rather than an affine map, because a fitted shear skews a face into one no detector knows.
+        The map covers the head's hidden side too: a mirror image of the seen half there would make
+        a turned face a symmetric fake front. Where the photo shows too little of the head (seen
+        from behind), the mesh's flow stays. flow ``[B,P]`` NDC; masks ``[B,P]`` bool.
         """
         batch, n = flow_x.shape[0], self.resolution
         px, py = self.pixels[None, :, 0], self.pixels[None, :, 1]
@@ -85,14 +88,13 @@ class BodyGeometry(torch.nn.Module):
         qx, qy = mean(flow_x), mean(flow_y)
         ex, ey = flow_x - qx, flow_y - qy
         pixel2 = 1e-3 * (2.0 / n) ** 2  # a thousandth of a pixel squared in NDC: only guards a degenerate fit
-        sxx, sxy, syy = mean(dx * dx) + pixel2, mean(dx * dy), mean(dy * dy) + pixel2
-        det = sxx * syy - sxy * sxy
-        ixx, ixy, iyy = syy / det, -sxy / det, sxx / det
-        uxx, uxy, uyx, uyy = mean(ex * dx), mean(ex * dy), mean(ey * dx), mean(ey * dy)
-        fit_x = qx + (uxx * ixx + uxy * ixy) * dx + (uxx * ixy + uxy * iyy) * dy
-        fit_y = qy + (uyx * ixx + uyy * ixy) * dx + (uyx * ixy + uyy * iyy) * dy
+        spread = mean(dx * dx + dy * dy) + pixel2
+        cos_scale = mean(dx * ex + dy * ey) / spread
+        sin_scale = mean(dx * ey - dy * ex) / spread
+        fit_x = qx + cos_scale * dx - sin_scale * dy
+        fit_y = qy + sin_scale * dx + cos_scale * dy
         around = dilate(head.to(flow_x.dtype).reshape(batch, 1, n, n), self.margin).reshape(batch, -1) > 0.5
-        use = around & ~other_body & ~borrowed & (count >= self.MIN_HEAD_PIXELS)
+        use = around & ~other_body & (count >= self.MIN_HEAD_PIXELS)
         return torch.where(use, fit_x, flow_x), torch.where(use, fit_y, flow_y)
 
     def forward(self, betas, source_pose, camera, source_depth, target_pose, target_translation):
@@ -137,7 +139,7 @@ class BodyGeometry(torch.nn.Module):
         flow_x = torch.where(covered, body_x, flow_x)
         flow_y = torch.where(covered, body_y, flow_y)
         head = covered & (parts == HEAD)
-        flow_x, flow_y = self._head_in_one_piece(flow_x, flow_y, head, head & direct, covered & ~head, borrow)
+        flow_x, flow_y = self._head_in_one_piece(flow_x, flow_y, head, head & direct, covered & ~head)
         flow = torch.stack([flow_x, flow_y], 1)  # [B, 2, P]
         flow = torch.where(near[:, None], flow, torch.full_like(flow, -2.0))
 

@@ -21,7 +21,8 @@ from bodydance_client.errors import NoPersonError, PhotoNotUprightError
 NUM_LANDMARKS = 33
 # MediaPipe Pose landmark indices (the person's own left/right, as in SMPL).
 LANDMARKS = dict(
-    nose=0, left_ear=7, right_ear=8, left_shoulder=11, right_shoulder=12, left_elbow=13, right_elbow=14,
+    nose=0, left_eye=2, right_eye=5, left_ear=7, right_ear=8, mouth_left=9, mouth_right=10,
+    left_shoulder=11, right_shoulder=12, left_elbow=13, right_elbow=14,
     left_wrist=15, right_wrist=16, left_pinky=17, right_pinky=18, left_index=19, right_index=20,
     left_hip=23, right_hip=24, left_knee=25, right_knee=26, left_ankle=27, right_ankle=28,
     left_heel=29, right_heel=30, left_foot_index=31, right_foot_index=32,
@@ -99,6 +100,29 @@ def check_person_size(ndc: np.ndarray, confidence: np.ndarray) -> None:
             f"the person is too small: {extent:.1%} of the photo; at least {MIN_PERSON_SIZE:.0%} is needed")
 
 
+
+
+def face_axes(points: np.ndarray, visibility: np.ndarray) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """The face's own frame from ``[33, 3]`` landmarks (SMPL axes: +x the person's left, +y up):
+    (across, unit vector from the right eye to the left; up, unit vector from the mouth to the eyes,
+    orthogonal to across), or None unless both eyes and both mouth corners are clearly visible.
+
+    The head joint is a leaf the body landmarks say nothing about; a face that stays upright while
+    the neck bends (a person leaning towards a camera) is only seen here.
+    """
+    names = ("left_eye", "right_eye", "mouth_left", "mouth_right")
+    if min(visibility[LANDMARKS[k]] for k in names) < VISIBLE:
+        return None
+    p = {k: np.asarray(points[LANDMARKS[k]], np.float64) for k in names}
+    across = p["left_eye"] - p["right_eye"]
+    up = (p["left_eye"] + p["right_eye"] - p["mouth_left"] - p["mouth_right"]) / 2
+    if np.linalg.norm(across) < 1e-6:
+        return None
+    across = across / np.linalg.norm(across)
+    up = up - np.dot(up, across) * across
+    if np.linalg.norm(up) < 1e-6:
+        return None
+    return across, up / np.linalg.norm(up)
 
 
 UPRIGHT_TOLERANCE_DEG = 45.0  # the person's up may lean this far from the image's up
