@@ -14,6 +14,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   python -m pip install -q --upgrade pip
   # The CPU build of torch lies on this disk under exactly this pin; a looser one pulls CUDA builds.
   python -m pip install -q "torch==2.13.0"
-  python -m pip install -q -e ".[server,export,dev]"
+  python -m pip install -q -e ".[server,export,dev,web]"
   echo "$want" > "$stamp"
 fi

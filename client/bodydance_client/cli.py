@@ -1,4 +1,4 @@
-"""``bodydance`` command line: animate a photo, serve the models, list templates."""
+"""``bodydance`` command line: animate a photo, serve the models, the web page, list templates."""
 
 from __future__ import annotations
 
@@ -133,6 +133,35 @@ def serve(
     if not stop["now"]:
         console.print(f"[red]tritonserver exited on its own[/]; see {server.log_path}")
         raise typer.Exit(1)
+
+
+@app.command()
+def web(
+    host: str = typer.Option("127.0.0.1", help="address the page binds; loopback unless you mean otherwise"),
+    port: int = typer.Option(7860, help="the page's port"),
+    url: List[str] = typer.Option([], "--url", help="server gRPC host:port (repeat for failover); none: embedded"),
+    concurrency: int = typer.Option(2, help="videos made at once (more users wait in the page's queue)"),
+    window: int = typer.Option(4, help="frames in flight per video"),
+):
+    """A web page on this machine: upload a photo, pick a dance, watch and download the video (needs the 'web' extra)."""
+    try:
+        from bodydance_client import web as page
+        import gradio  # noqa: F401
+    except ImportError as err:
+        console.print(f"[red]the web page needs the 'web' extra[/] (pip install -e '.[web]'): {err}")
+        raise typer.Exit(2)
+
+    _exit_on_sigterm()
+    try:
+        with contextlib.ExitStack() as stack:
+            urls = url or [stack.enter_context(_embedded_server("127.0.0.1"))]
+            page.serve(urls, host=host, port=port, concurrency=concurrency, window=window,
+                       on_ready=lambda address: console.print(f"[green]open[/] {address} (Ctrl-C stops)"))
+    except KeyboardInterrupt:
+        pass
+    except BodyDanceError as err:
+        console.print(f"[red]error ({err.kind}):[/] {err}")
+        raise typer.Exit(2)
 
 
 @app.command()
