@@ -21,6 +21,7 @@ import torch
 import synthetic_transfer as synthetic
 from bodydance.body import BodyModel, load_open_body_arrays
 from bodydance.stages.parsing import SourceParser
+from bodydance.stages.reconstruction import plate
 from bodydance.stages.registry import FramePath
 from bodydance.stages.style import StyleEncoder
 
@@ -50,7 +51,9 @@ def main():
         source_pose = torch.from_numpy(pose_a[None])
         with torch.no_grad():
             parsing, depth = source_parser(mask, betas, source_pose, camera)
-            style, background = style_encoder(image, mask, parsing)
+            style = style_encoder(image, mask, parsing)
+            hole = plate.person_hole(render_a.silhouette.astype(np.float32), render_a.silhouette)
+            background = torch.from_numpy((plate.inpaint(photo, hole).astype(np.float32) / 255).transpose(2, 0, 1)[None].copy())
             for name, mirror in variants.items():
                 frame_path.geometry.surface.mirror = mirror
                 out = frame_path(image, betas, source_pose, camera, parsing, depth, style, background,

@@ -33,6 +33,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from bodydance.body import BodyModel, load_open_body_arrays
 from bodydance.reference_render import interpolate, rasterize
 from bodydance.skeleton import pose_skeleton, project, shaped_rest_joints
+from bodydance.stages.reconstruction import plate
 from bodydance_client import contract as C
 from bodydance_client.compositing import composite
 from bodydance_client.errors import NoPersonError
@@ -189,7 +190,9 @@ def oracle_subject(raw, scene, photo, render_a, pose_a):
     tensors["source_parsing"] = parsed.as_numpy("source_parsing")
     tensors["source_depth"] = parsed.as_numpy("source_depth")
     styled = raw.infer("style_encoder", [tensor_input(s, tensors[s.name]) for s in C.STYLE_ENCODER.inputs])
-    tensors["region_style"], tensors["background"] = styled.as_numpy("region_style"), styled.as_numpy("background")
+    tensors["region_style"] = styled.as_numpy("region_style")
+    hole = plate.person_hole(render_a.silhouette.astype(np.float32), render_a.silhouette)
+    tensors["background"] = (plate.inpaint(photo, hole).astype(np.float32) / 255).transpose(2, 0, 1)[None]
     return tensors
 
 

@@ -15,6 +15,6 @@ COPY client ./client
 COPY export ./export
 # The extra also brings nvidia-pytriton (the cpu profile's embedded server); unused here, harmless.
 RUN pip install --no-cache-dir ".[server]" \
- && python3 -c "import mediapipe, onnxruntime, bodydance.reconstruction"
+ && python3 -c "import mediapipe, onnxruntime, bodydance.stages.reconstruction.subject"
 
 EXPOSE 8000 8001 8002

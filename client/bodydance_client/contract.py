@@ -86,7 +86,8 @@ SOURCE_DEPTH = TensorSpec(
     "source_depth", F32, (1, "N", "N"),
     "front-surface Z (metres, +Z towards the camera) of the fitted body in the photo; -1000 where empty")
 REGION_STYLE = TensorSpec("region_style", F32, (NUM_PARTS, STYLE_DIM), "style code per part; [:3] is the mean RGB in [0, 1]")
-BACKGROUND = TensorSpec("background", F32, (3, "N", "N"), "the photo with the person removed and filled, planar RGB in [0, 1]")
+BACKGROUND = TensorSpec("background", F32, (3, "N", "N"),
+                        "source_image with the whole person (mask and fitted silhouette) inpainted away, planar RGB in [0, 1]")
 PERSON_COUNT = TensorSpec("person_count", I32, (1,), "people detected in the photo; the largest is used")
 PHOTO_SQUARE = TensorSpec(
     "photo_square", F32, (3,),
@@ -127,11 +128,11 @@ class StageContract:
 
 SUBJECT_RECONSTRUCTION = StageContract(
     "subject_reconstruction", (PHOTO,),
-    (SOURCE_IMAGE, PERSON_MASK, BETAS, SOURCE_POSE, CAMERA, PERSON_COUNT, PHOTO_SQUARE), frame_path=False)
+    (SOURCE_IMAGE, PERSON_MASK, BACKGROUND, BETAS, SOURCE_POSE, CAMERA, PERSON_COUNT, PHOTO_SQUARE), frame_path=False)
 SOURCE_PARSER = StageContract(
     "source_parser", (PERSON_MASK, BETAS, SOURCE_POSE, CAMERA), (SOURCE_PARSING, SOURCE_DEPTH), frame_path=False)
 STYLE_ENCODER = StageContract(
-    "style_encoder", (SOURCE_IMAGE, PERSON_MASK, SOURCE_PARSING), (REGION_STYLE, BACKGROUND), frame_path=False)
+    "style_encoder", (SOURCE_IMAGE, PERSON_MASK, SOURCE_PARSING), (REGION_STYLE,), frame_path=False)
 BODY_GEOMETRY = StageContract(
     "body_geometry", (BETAS, SOURCE_POSE, CAMERA, SOURCE_DEPTH, TARGET_POSE, TARGET_TRANSLATION),
     (CORRESPONDENCE_FLOW, SOURCE_VISIBILITY, TARGET_PARTS), frame_path=True)

@@ -266,6 +266,10 @@ def test_half_body_astronaut(reconstructor, astronaut):
     # source_image is the photo (square, so no bars) at N x N.
     expected = cv2.resize(astronaut, (n, n), interpolation=cv2.INTER_AREA).transpose(2, 0, 1) / 255.0
     assert np.abs(out.source_image - expected).max() < 1e-5
+    # The plate: the person is gone (every masked pixel refilled), the flag corner is the photo's own.
+    changed = np.abs(out.background - out.source_image).max(0) > 1 / 512
+    assert changed[out.person_mask[0] > 0.5].mean() > 0.97
+    assert not changed[:40, :40].any()
 
 
 def test_reconstruct_matches_the_reconstructor_and_letterboxes_with_grey_bars(reconstructor, astronaut):

@@ -26,7 +26,7 @@ def _scene():
 def test_style_encoder_codes_each_part_by_its_colour_and_area():
     image, mask, parsing = _scene()
     with torch.no_grad():
-        style, _ = StyleEncoder(N)(image, mask, parsing)
+        style = StyleEncoder(N)(image, mask, parsing)
     assert style.shape == (1, NUM_PARTS, STYLE_DIM)
     style = style[0].numpy()
     assert np.allclose(style[PART["torso"], :3], RED, atol=1e-4)
@@ -39,18 +39,29 @@ def test_style_encoder_codes_each_part_by_its_colour_and_area():
     assert np.allclose(style[PART["hand"], :3], RED, atol=1e-4)
 
 
-def test_style_encoder_background_plate_has_no_trace_of_the_person():
+def test_part_colour_resists_what_stands_in_front_of_the_part_and_where_the_fit_overshoots():
+    """A white bar in front of the torso (a third of its pixels), and the fitted torso reaching
+    past the person onto the green backdrop (mask 0 there): the torso's code stays red."""
     image, mask, parsing = _scene()
+    image[..., 24:48, 24:29] = 1.0  # the bar covers 5 of the torso's 16 columns
+    parsing[..., 24:48, 40:44] = PART["torso"]  # overshoot onto the backdrop, outside the mask
     with torch.no_grad():
-        _, background = StyleEncoder(N)(image, mask, parsing)
-    plate = background[0].numpy()
-    assert np.allclose(plate, np.reshape(GREEN, (3, 1, 1)), atol=1e-3)  # the hole is filled from the backdrop
+        style = StyleEncoder(N)(image, mask, parsing)[0].numpy()
+    assert np.abs(style[PART["torso"], :3] - RED).max() < 0.03
+    plain = np.mean([RED] * 11 + [(1.0, 1.0, 1.0)] * 5, axis=0)  # what a plain mean over the mask gives
+    assert np.abs(plain - RED).max() > 0.2
+
+
+def _plate_inputs():
+    image, mask, parsing = _scene()
+    return image, mask, parsing, (torch.tensor(GREEN).reshape(1, 3, 1, 1).expand(1, 3, N, N).clone())
 
 
 def test_style_generator_copies_seen_pixels_fills_unseen_ones_and_keeps_the_background():
     image, mask, parsing = _scene()
     with torch.no_grad():
-        style, background = StyleEncoder(N)(image, mask, parsing)
+        image, mask, parsing, background = _plate_inputs()
+        style = StyleEncoder(N)(image, mask, parsing)
         centres = (torch.arange(N, dtype=torch.float32) * 2 + 1) / N - 1
         yy, xx = torch.meshgrid(centres, centres, indexing="ij")
         flow = torch.stack([xx, yy])[None]
@@ -73,7 +84,8 @@ def test_style_generator_copies_seen_pixels_fills_unseen_ones_and_keeps_the_back
 def test_frame_alpha_covers_where_the_photo_s_person_stood():
     image, mask, parsing = _scene()
     with torch.no_grad():
-        style, background = StyleEncoder(N)(image, mask, parsing)
+        image, mask, parsing, background = _plate_inputs()
+        style = StyleEncoder(N)(image, mask, parsing)
         moved = torch.roll(parsing, shifts=20, dims=3)  # the dancer stepped 20 px right
         flow = torch.zeros(1, 2, N, N)
         _, alpha = StyleGenerator()(image, background, style, flow, (moved > 0).float(), moved)

@@ -6,7 +6,8 @@ their weights and fail) runs once on the photo itself (downsized to at most
 landmarks in metric 3D, and a person segmentation. Image landmarks are mapped through
 the letterbox into NDC (:mod:`.photo`); the segmentation is letterboxed the same way
 (bars = 0) into ``person_mask``; the landmarks become SMPL joints (:mod:`.landmarks`)
-and the body is fitted to them (:mod:`.fit`). Landmarks outside the photo count as unseen.
+and the body is fitted to them (:mod:`.fit`); the background plate is the working square with
+the person inpainted away (:mod:`.plate`). Landmarks outside the photo count as unseen.
 
 Limitations: MediaPipe Pose follows one person; the (bundled, offline) selfie
 segmentation counts the people and the largest is fitted.
@@ -30,6 +31,7 @@ from bodydance.stages.reconstruction.landmarks import (
     J, VISIBLE, check_person_size, check_upright, face_axes, landmarks_to_joints,
 )
 from bodydance.stages.reconstruction.photo import check_photo, crop_square
+from bodydance.stages.reconstruction.plate import background_plate
 from bodydance_client import contract as C
 from bodydance_client.errors import NoPersonError
 
@@ -43,6 +45,7 @@ class SubjectReconstruction:
 
     source_image: np.ndarray  # [3, N, N] float32 in [0, 1]
     person_mask: np.ndarray  # [1, N, N] float32 in [0, 1]
+    background: np.ndarray  # [3, N, N] float32 in [0, 1]: source_image with the person inpainted away
     betas: np.ndarray  # [10] float32
     source_pose: np.ndarray  # [24, 3] float32, axis-angle rad
     camera: np.ndarray  # [3] float32 (s NDC/m, tx, ty)
@@ -242,14 +245,18 @@ class Reconstructor:
             seen_box = None if rows.size == 0 else np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]) * to_photo
             square = choose_square(h, w, n, fit.camera, fit.joints, fit.betas, seen_box)
         mask_square = C.PhotoSquare(*(int(round(v / to_photo)) for v in (square.left, square.top, square.side)), n)
-        source = crop_square(photo, square).astype(np.float32) * np.float32(1 / 255)
+        square_image = crop_square(photo, square)
+        source = square_image.astype(np.float32) * np.float32(1 / 255)
         person_mask = crop_square(mask, mask_square, fill=0.0)
+        camera = letterbox.reframe_camera(fit.camera, square)
+        plate = background_plate(square_image, person_mask)
         out = SubjectReconstruction(
             source_image=np.ascontiguousarray(source.transpose(2, 0, 1), dtype=np.float32),
             person_mask=np.ascontiguousarray(person_mask[None], dtype=np.float32),
+            background=np.ascontiguousarray(plate.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255),
             betas=fit.betas.astype(np.float32),
             source_pose=fit.pose.astype(np.float32),
-            camera=letterbox.reframe_camera(fit.camera, square),
+            camera=camera,
             person_count=np.asarray([people], np.int32),
             photo_square=square.as_tensor(),
             joints_2d=square.to_ndc(letterbox.to_photo(np.nan_to_num(joints_2d))).astype(np.float32),

@@ -1,0 +1,76 @@
+"""Stage 1 subject side, the background plate: the hole covers the whole person, fringe included, and is filled."""
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from bodydance.stages.reconstruction import plate
+
+N = 128
+
+
+def test_the_silhouette_covers_the_reference_raster_and_no_more_than_a_pixel_past_it():
+    from bodydance.body import BodyModel, load_open_body_arrays
+    from bodydance.reference_render import rasterize
+    from bodydance_client.templates import load_bundled
+
+    body, arrays = BodyModel.open_body(), load_open_body_arrays()
+    betas = np.zeros(10, np.float32)
+    betas[0] = 0.7
+    camera = np.array([0.9, 0.05, 0.1])
+    for pose in load_bundled("disco").poses[::40]:
+        with torch.no_grad():
+            vertices, _ = body(torch.from_numpy(betas[None]), torch.from_numpy(pose[None]), torch.zeros(1, 3))
+        exact = rasterize(vertices[0].numpy(), arrays["faces"], camera, N).silhouette
+        ours = plate.body_silhouette(betas, pose, camera, N)
+        assert (ours & exact).sum() >= 0.99 * exact.sum()
+        assert not (ours & ~ndimage.binary_dilation(exact, iterations=1, structure=np.ones((3, 3)))).any()
+
+
+def test_the_hole_takes_the_mask_s_fringe_and_grows():
+    mask = np.zeros((N, N), np.float32)
+    mask[40:80, 50:70] = 0.9
+    mask[40:80, 70:74] = 0.3  # the soft fringe: hair, a blurred arm
+    hole = plate.person_hole(mask)
+    assert hole[40:80, 50:74].all()
+    grow = max(2, round(N * plate.GROW_SHARE))
+    assert hole[40:80, 50 - grow].all() and not hole[60, 50 - grow - 2]
+    assert hole[60, 73 + grow] and not hole[60, 73 + grow + 2]
+    assert not hole[:30].any()
+    silhouette = np.zeros((N, N), bool)
+    silhouette[90:100, 60:70] = True  # a limb the mask missed, when the caller has one
+    assert plate.person_hole(mask, silhouette)[90:100, 60:70].all() and not hole[90:100, 60:70].any()
+
+
+def _two_halves():
+    """A photo whose top half is one colour with stripes and whose bottom half another: an edge a
+    flat fill cannot continue."""
+    yy, xx = np.mgrid[0:N, 0:N]
+    top = np.stack([np.where((xx // 8) % 2 == 0, 200, 170), np.full((N, N), 90), np.full((N, N), 40)], -1)
+    bottom = np.stack([np.full((N, N), 30), np.full((N, N), 120), np.where((xx // 8) % 2 == 0, 220, 190)], -1)
+    return np.where((yy < N // 2)[..., None], top, bottom).astype(np.uint8)
+
+
+def test_inpainting_keeps_the_photo_outside_the_hole_and_carries_the_edge_inside():
+    truth = _two_halves()
+    hole = np.zeros((N, N), bool)
+    hole[34:94, 54:74] = True  # a person-sized hole across the edge
+    photo = truth.copy()
+    photo[hole] = (250, 250, 250)  # the person
+    filled = plate.inpaint(photo, hole)
+    assert np.array_equal(filled[~hole], photo[~hole])
+    error = np.abs(filled[hole].astype(float) - truth[hole]).mean()
+    flat = np.abs(photo[~hole].mean(0) - truth[hole]).mean()  # one colour for the whole hole
+    assert error < 0.4 * flat
+    assert (np.abs(filled[hole].astype(int) - 250).max(-1) < 30).mean() < 0.01  # no trace of the person
+
+
+def test_a_person_who_fills_the_square_gets_a_flat_plate_not_a_crash():
+    photo = _two_halves()
+    filled = plate.inpaint(photo, np.ones((N, N), bool))
+    assert filled.shape == photo.shape and (filled == filled[0, 0]).all()
+
+
+def test_no_hole_no_change():
+    photo = _two_halves()
+    assert np.array_equal(plate.inpaint(photo, np.zeros((N, N), bool)), photo)
