@@ -144,11 +144,12 @@ def web(
     window: int = typer.Option(4, help="frames in flight per video"),
 ):
     """A web page on this machine: upload a photo, pick a dance, watch and download the video (needs the 'web' extra)."""
-    try:
-        from bodydance_client import web as page
-        import gradio  # noqa: F401
-    except ImportError as err:
-        console.print(f"[red]the web page needs the 'web' extra[/] (pip install -e '.[web]'): {err}")
+    import importlib.util
+
+    from bodydance_client import web as page
+
+    if importlib.util.find_spec("gradio") is None:  # found, not imported: the page sets Gradio's cache folder first
+        console.print("[red]the web page needs the 'web' extra[/] (pip install -e '.[web]')")
         raise typer.Exit(2)
 
     _exit_on_sigterm()

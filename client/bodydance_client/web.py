@@ -347,7 +347,7 @@ def build_app(studio: DanceStudio, *, concurrency: int = 2, queue_size: int = 16
                 go = gr.Button("Dance", variant="primary", elem_id="dance-button")
             with gr.Column():
                 status = gr.Markdown(elem_id="status")
-                video = gr.Video(label="Your dance", elem_id="result", autoplay=True, loop=True,
+                video = gr.Video(label="Your dance", elem_id="result", autoplay=True, loop=True, height=420,
                                  buttons=["download"], interactive=False)
                 sheet = gr.Image(label="Contact sheet", type="filepath", elem_id="sheet", interactive=False,
                                  buttons=["download", "fullscreen"])

@@ -132,6 +132,8 @@ def test_a_photo_becomes_a_dance_in_the_browser(web_app, browser, tmp_path, scre
     page.js("document.querySelector('#result video').play()")
     first = page.video()["time"]
     page.wait(lambda: page.video()["time"] > first + 0.3 or page.video()["time"] < first, 20, "the video to play")
+    assert f"file={studio.root}" in video["src"]  # served from Gradio's cache inside the studio's folder
+    assert list(studio.root.rglob("astronaut*.jpg"))  # and the upload went there too
     frames, fps, codec = read_video(_fetch(video["src"], tmp_path / "served.mp4"))
     assert len(frames) == template.num_frames and codec == "h264" and fps == pytest.approx(template.fps)
 
