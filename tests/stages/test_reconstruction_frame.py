@@ -145,9 +145,10 @@ def test_the_head_moves_as_one_piece():
     target = pose.clone()
     target[0, 12] = torch.tensor([0.0, 0.0, 0.5])  # neck tilted sideways
     target[0, 15] = torch.tensor([0.0, 0.0, -0.5])  # head tilted back the other way
-    flow, _, parts = _run(pose, target)
+    flow, visible, parts = _run(pose, target)
     head = parts[0, 0].numpy() == PART_NAMES.index("head")
     assert head.sum() > 50
+    assert visible[0, 0].numpy()[head].all(), "a head pixel fell back to its part's flat colour"
     xx, yy = _pixel_grid()
     design = np.stack([xx[head], yy[head], np.ones(head.sum())], 1)
     coefs = []

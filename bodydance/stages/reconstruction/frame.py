@@ -95,7 +95,7 @@ class BodyGeometry(torch.nn.Module):
         fit_y = qy + sin_scale * dx + cos_scale * dy
         around = dilate(head.to(flow_x.dtype).reshape(batch, 1, n, n), self.margin).reshape(batch, -1) > 0.5
         use = around & ~other_body & (count >= self.MIN_HEAD_PIXELS)
-        return torch.where(use, fit_x, flow_x), torch.where(use, fit_y, flow_y)
+        return torch.where(use, fit_x, flow_x), torch.where(use, fit_y, flow_y), use
 
     def forward(self, betas, source_pose, camera, source_depth, target_pose, target_translation):
         batch, n = betas.shape[0], self.resolution
@@ -139,7 +139,9 @@ class BodyGeometry(torch.nn.Module):
         flow_x = torch.where(covered, body_x, flow_x)
         flow_y = torch.where(covered, body_y, flow_y)
         head = covered & (parts == HEAD)
-        flow_x, flow_y = self._head_in_one_piece(flow_x, flow_y, head, head & direct, covered & ~head)
+        flow_x, flow_y, one_piece = self._head_in_one_piece(flow_x, flow_y, head, head & direct, covered & ~head)
+        # The head's pixels all copy the photo through its one map: none falls back to a flat colour.
+        seen = seen | (one_piece & head)
         flow = torch.stack([flow_x, flow_y], 1)  # [B, 2, P]
         flow = torch.where(near[:, None], flow, torch.full_like(flow, -2.0))
 
