@@ -72,7 +72,8 @@ def mixed_precision(fp32: FramePath, fp16: FramePath):
         flow, visibility, parts = fp32.geometry(betas, source_pose, camera, source_depth, target_pose,
                                                 target_translation)
         parsing = fp16.parsing(source_parsing, parts, flow.half())
-        return fp16.generator(source_image.half(), background.half(), region_style.half(), flow.half(),
+        # uint8 images as on the wire: the generator converts them itself
+        return fp16.generator(source_image, background, region_style.half(), flow.half(),
                               visibility.half(), parsing)
     return run
 

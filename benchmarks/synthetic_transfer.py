@@ -182,7 +182,7 @@ def covisible(render_a, render_b):
 # ---------------------------------------------------------------- served pipeline
 def oracle_subject(raw, scene, photo, render_a, pose_a):
     """Subject tensors from the true body: the subject-side ONNX stages run on the server."""
-    image = (photo.astype(np.float32) / 255).transpose(2, 0, 1)[None]
+    image = np.ascontiguousarray(photo.transpose(2, 0, 1)[None], dtype=np.uint8)  # the wire's uint8 levels
     mask = render_a.silhouette.astype(np.float32)[None, None]
     tensors = {"source_image": image, "person_mask": mask, "betas": scene.betas[None], "source_pose": pose_a[None],
                "camera": scene.camera[None]}
@@ -192,7 +192,7 @@ def oracle_subject(raw, scene, photo, render_a, pose_a):
     styled = raw.infer("style_encoder", [tensor_input(s, tensors[s.name]) for s in C.STYLE_ENCODER.inputs])
     tensors["region_style"] = styled.as_numpy("region_style")
     hole = plate.person_hole(render_a.silhouette.astype(np.float32), render_a.silhouette)
-    tensors["background"] = (plate.inpaint(photo, hole).astype(np.float32) / 255).transpose(2, 0, 1)[None]
+    tensors["background"] = np.clip(np.rint(plate.inpaint(photo, hole)), 0, 255).astype(np.uint8).transpose(2, 0, 1)[None]
     return tensors
 
 

@@ -16,8 +16,9 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from bodydance_client.contract import (
-    DEFAULT_RESOLUTION, FRAME_ENSEMBLE, FRAME_STAGES, MAX_FRAME_BATCH, ONNX_STAGES,
-    SUBJECT_ENSEMBLE, SUBJECT_RECONSTRUCTION, SUBJECT_STAGES, TRITON_DTYPE, StageContract,
+    BODY_GEOMETRY, DEFAULT_RESOLUTION, FRAME_ENSEMBLE, FRAME_GUARD, FRAME_STAGES, MAX_FRAME_BATCH, ONNX_STAGES,
+    SUBJECT_ENSEMBLE, SUBJECT_OUTPUTS, SUBJECT_RECONSTRUCTION, SUBJECT_STAGES, TRITON_DTYPE, StageContract,
+    checked, staged,
 )
 
 PROFILES = ("cpu", "gpu")
@@ -46,7 +47,7 @@ class ModelDescription:
     contract: StageContract
     batching: Batching
     instances: int = 1
-    kind: str = "onnx"  # "onnx" (ORT in python backend / TensorRT plan), "python", or "ensemble"
+    kind: str = "onnx"  # "onnx" (ORT in python backend / TensorRT plan), "python", "edge", or "ensemble"
     steps: Tuple[Tuple[str, Dict[str, str], Dict[str, str]], ...] = ()  # ensemble: (model, input_map, output_map)
     parameters: Tuple[Tuple[str, str], ...] = ()
 
@@ -72,6 +73,28 @@ def _step(contract: StageContract):
     return (contract.name, _identity_map(contract.inputs), _identity_map(contract.outputs))
 
 
+def _subject_steps():
+    """The subject stages, whose outputs are kept as ``staged_<name>``, then ``subject_outputs`` handing them on."""
+    steps = []
+    for contract in SUBJECT_STAGES:
+        steps.append((contract.name, {s.name: s.name if s in SUBJECT_ENSEMBLE.inputs else staged(s).name
+                                      for s in contract.inputs}, {s.name: staged(s).name for s in contract.outputs}))
+    steps.append(_step(SUBJECT_OUTPUTS))
+    return tuple(steps)
+
+
+def _frame_steps():
+    """``frame_guard`` first; body_geometry reads its checked tensors, so every stage waits on the check."""
+    guarded = {s.name[len("checked_"):]: s.name for s in FRAME_GUARD.outputs}
+    steps = [_step(FRAME_GUARD)]
+    for contract in FRAME_STAGES:
+        inputs = _identity_map(contract.inputs)
+        if contract is BODY_GEOMETRY:
+            inputs.update({name: checked_name for name, checked_name in guarded.items() if name in inputs})
+        steps.append((contract.name, inputs, _identity_map(contract.outputs)))
+    return tuple(steps)
+
+
 def describe_models() -> Tuple[ModelDescription, ...]:
     stages = []
     for contract in SUBJECT_STAGES + FRAME_STAGES:
@@ -84,13 +107,17 @@ def describe_models() -> Tuple[ModelDescription, ...]:
             # threads oversubscribe two cores (2 threads: 13.6 fps sequential; 1 thread: 21.5 fps).
             parameters=(("intra_op_threads", "1"),),
         ))
-    ensembles = (
-        ModelDescription(SUBJECT_ENSEMBLE, SUBJECT_BATCHING, kind="ensemble",
-                         steps=tuple(_step(c) for c in SUBJECT_STAGES)),
-        ModelDescription(FRAME_ENSEMBLE, Batching(MAX_FRAME_BATCH), kind="ensemble",
-                         steps=tuple(_step(c) for c in FRAME_STAGES)),
+    # The edges: python backend on CPU in both profiles (numpy only; a plan cannot answer INVALID_ARGUMENT).
+    # The guard batches what is queued like the stages behind it and runs one instance (it only compares).
+    edges = (
+        ModelDescription(FRAME_GUARD, FRAME_BATCHING, instances=1, kind="edge"),
+        ModelDescription(SUBJECT_OUTPUTS, SUBJECT_BATCHING, instances=1, kind="edge"),
     )
-    return tuple(stages) + ensembles
+    ensembles = (
+        ModelDescription(SUBJECT_ENSEMBLE, SUBJECT_BATCHING, kind="ensemble", steps=_subject_steps()),
+        ModelDescription(FRAME_ENSEMBLE, Batching(MAX_FRAME_BATCH), kind="ensemble", steps=_frame_steps()),
+    )
+    return tuple(stages) + edges + ensembles
 
 
 def _tensor(spec, resolution: int, io_cls):

@@ -21,6 +21,7 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[2] / "model_repository"
 _PYTHON_MODEL = {
     "onnx": "bodydance.serving.onnx_stage_model",
     "python": "bodydance.serving.reconstruction_model",
+    "edge": "bodydance.serving.edge_model",
 }
 
 

@@ -21,7 +21,7 @@ class SourceParser(torch.nn.Module):
     and the body's depth in the photo, rendered here once so no frame renders it again.
 
     (person_mask ``[B,1,N,N]``, betas ``[B,10]``, source_pose ``[B,24,3]`` rad, camera ``[B,3]``)
-    -> source_parsing ``[B,1,N,N]`` int32, source_depth ``[B,1,N,N]`` m.
+    -> source_parsing ``[B,1,N,N]`` uint8, source_depth ``[B,1,N,N]`` m float16 (the wire's dtypes).
     """
 
     def __init__(self, resolution: int):
@@ -38,14 +38,14 @@ class SourceParser(torch.nn.Module):
         labels = labels.reshape(batch, 1, n, n)
         person = person_mask > 0.5
         labels = torch.where(person, labels, torch.zeros_like(labels))
-        parsing = grow_labels(labels, NUM_PARTS, self.grow_steps, allowed=person).to(torch.int32)
-        return parsing, raster.depth.reshape(batch, 1, n, n)
+        parsing = grow_labels(labels, NUM_PARTS, self.grow_steps, allowed=person).to(torch.uint8)
+        return parsing, raster.depth.reshape(batch, 1, n, n).to(torch.float16)
 
 
 class ParsingPrior(torch.nn.Module):
     """Baseline parsing prior: rendered target parts, grown to the person's own silhouette.
 
-    (source_parsing ``[B,1,N,N]`` int32, target_parts ``[B,1,N,N]`` int32,
+    (source_parsing ``[B,1,N,N]`` uint8, target_parts ``[B,1,N,N]`` int32,
     correspondence_flow ``[B,2,N,N]`` NDC) -> target_parsing ``[B,1,N,N]`` int32.
     The photo's parsing (hair, loose clothes included) is carried along the flow;
     a carried label is kept beside the rendered body only where it names the

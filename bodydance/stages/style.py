@@ -15,10 +15,17 @@ from bodydance.geometry import sample_ndc
 from bodydance_client.contract import NUM_PARTS, STYLE_DIM
 
 
+def unit_image(image, like):
+    """An image as ``like``'s float dtype in [0, 1]: uint8 levels (the wire's) are divided by 255 in the graph."""
+    if image.dtype == torch.uint8:
+        return image.to(like.dtype) * (1.0 / 255.0)
+    return image.to(like.dtype)
+
+
 class StyleEncoder(torch.nn.Module):
     """Baseline style encoder: per-part colour statistics.
 
-    (source_image ``[B,3,N,N]`` [0,1], person_mask ``[B,1,N,N]`` [0,1], source_parsing ``[B,1,N,N]`` int32)
+    (source_image ``[B,3,N,N]`` uint8, person_mask ``[B,1,N,N]`` [0,1], source_parsing ``[B,1,N,N]`` uint8)
     -> region_style ``[B,P,16]`` (mean RGB, std RGB, area fraction, zeros).
 
     ``person_mask`` is not read: the parsing already follows it. Mask-weighted, outlier-trimmed
@@ -31,6 +38,7 @@ class StyleEncoder(torch.nn.Module):
         self.resolution = resolution
 
     def forward(self, source_image, person_mask, source_parsing):
+        source_image = unit_image(source_image, person_mask)
         ids = torch.arange(NUM_PARTS, device=source_image.device).reshape(1, -1, 1, 1)
         onehot = (source_parsing.to(torch.int64) == ids).to(source_image.dtype)  # [B,P,N,N]
         # Sums are taken over pixels pre-divided by the pixel count: a raw sum over
@@ -57,12 +65,13 @@ class StyleEncoder(torch.nn.Module):
 class StyleGenerator(torch.nn.Module):
     """Baseline generator: warp the photo by the flow, fill unseen surface with its part's mean colour.
 
-    (source_image ``[B,3,N,N]``, background ``[B,3,N,N]``, region_style ``[B,P,16]``,
+    (source_image ``[B,3,N,N]`` uint8, background ``[B,3,N,N]`` uint8, region_style ``[B,P,16]``,
     correspondence_flow ``[B,2,N,N]`` NDC, source_visibility ``[B,1,N,N]``, target_parsing ``[B,1,N,N]`` int32)
     -> frame ``[B,N,N,3]`` uint8, frame_alpha ``[B,N,N,1]`` uint8 (255 where the frame differs from the photo).
     """
 
     def forward(self, source_image, background, region_style, correspondence_flow, source_visibility, target_parsing):
+        source_image, background = unit_image(source_image, region_style), unit_image(background, region_style)
         grid = correspondence_flow.permute(0, 2, 3, 1)
         warped = sample_ndc(source_image, grid)
         labels = target_parsing.to(torch.int64)  # [B,1,N,N]

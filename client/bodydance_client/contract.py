@@ -9,7 +9,10 @@ Conventions
 * ``N`` is the square working resolution, an export-time setting
   (256 on CPU, 512 on GPU). Shapes below are per item, without the batch
   dimension that batched models add in front.
-* Images inside the pipeline are planar float32 RGB in [0, 1], ``[3, N, N]``.
+* Images inside the pipeline are planar RGB ``[3, N, N]``; on the wire (the subject tensors the
+  client sends with every frame) they are uint8 levels 0..255, and the models that read them
+  convert to [0, 1] inside their graphs. Slim frame requests: uint8 images, uint8 part labels,
+  float16 depth (:func:`frame_request_bytes`).
 * Image coordinates are normalised device coordinates (NDC): x right, y down,
   both in [-1, 1] across the ``N x N`` working square (:class:`PhotoSquare`), pixel centres at
   ``(2 i + 1) / N - 1`` (``grid_sample(..., align_corners=False)``).
@@ -18,13 +21,19 @@ Conventions
   order, parent-relative; joint 0 is the global orientation.
 * The camera is weak-perspective: ``x_ndc = s * X + tx``, ``y_ndc = -s * Y + ty``
   with ``s`` in NDC units per metre.
-* Part labels are int32 indices into :data:`PART_NAMES`.
+* Part labels are indices into :data:`PART_NAMES`: uint8 on the wire (``source_parsing``),
+  int32 between the frame-path stages.
+* Every tensor a request carries has a valid range (:attr:`TensorSpec.valid_range`); the server
+  refuses a request holding a value outside it, or NaN/inf, with INVALID_ARGUMENT naming the
+  tensor and the range (:func:`range_problem`, run by the ``frame_guard`` step at the edge of the
+  frame ensemble, in front of the ONNX Runtime and TensorRT models alike).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Tuple, Union
+import math
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -57,37 +66,106 @@ PART_NAMES = (
 NUM_PARTS = len(PART_NAMES)
 
 Dim = Union[int, str]  # "N" is the working resolution, -1 a free dimension
+Bound = Union[float, Tuple[float, ...]]  # one bound for every element, or one per element of the last axis
+
+# Valid ranges of the request tensors (inclusive). Generous for real use, finite for nonsense:
+MAX_ABS_BETA = 5.0  # SMPL shape coefficients are ~N(0, 1); the fit keeps |betas| <= 3
+MAX_ABS_ANGLE = 2 * math.pi  # each axis-angle component, radians (templates: |angle| <= 2 pi)
+MAX_ABS_TRANSLATION_M = 10.0  # each root-offset component (templates: |offset| <= 10 m)
+CAMERA_RANGE = ((0.01, -10.0, -10.0), (50.0, 10.0, 10.0))  # s NDC/m, tx NDC, ty NDC
+MAX_ABS_STYLE = 8.0  # style code elements: the baseline's are in [0, 1], a learned Gaussian code within 8 sigma
+EMPTY_DEPTH_M = -1000.0  # source_depth where the photo shows no body
+MAX_DEPTH_M = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
 class TensorSpec:
-    """One named tensor: dtype, per-item shape and what its numbers mean."""
+    """One named tensor: dtype, per-item shape, what its numbers mean, and the values a request may hold.
+
+    ``valid_range`` is (low, high), inclusive, each a number or one number per element of the last
+    axis; None: any finite value of the dtype.
+    """
 
     name: str
     dtype: type
     shape: Tuple[Dim, ...]
     meaning: str
+    valid_range: Optional[Tuple[Bound, Bound]] = None
 
     def concrete_shape(self, resolution: int) -> Tuple[int, ...]:
         return tuple(resolution if d == "N" else d for d in self.shape)
 
+    @property
+    def every_value_valid(self) -> bool:
+        """An integer tensor whose range is its dtype's (uint8 images): nothing to check."""
+        if np.dtype(self.dtype).kind not in "iu" or self.valid_range is None or isinstance(self.valid_range[0], tuple):
+            return False
+        limits = np.iinfo(self.dtype)
+        return self.valid_range[0] <= limits.min and self.valid_range[1] >= limits.max
 
-F32, I32, U8 = np.float32, np.int32, np.uint8
+    def renamed(self, name: str) -> "TensorSpec":
+        return dataclasses.replace(self, name=name)
+
+    def range_text(self) -> str:
+        """The valid range as written in errors and the README, e.g. ``[-6.28, 6.28]``."""
+        if self.valid_range is None:
+            return "any finite value"
+        low, high = self.valid_range
+        if isinstance(low, tuple):
+            return ", ".join(f"[{_num(lo)}, {_num(hi)}]" for lo, hi in zip(low, high)) + " (per element)"
+        return f"[{_num(low)}, {_num(high)}]"
+
+
+def _num(value: float) -> str:
+    return f"{value:g}" if float(value) != int(value) or abs(value) >= 1e6 else str(int(value))
+
+
+def range_problem(spec: TensorSpec, value: np.ndarray) -> Optional[str]:
+    """A message naming ``spec``'s tensor and its valid range when ``value`` breaks it, else None.
+
+    NaN and infinity break every float range. ``value`` may carry a batch dimension in front.
+    """
+    value = np.asarray(value)
+    if value.dtype.kind == "f" and not np.isfinite(value).all():
+        return (f"input '{spec.name}' holds NaN or infinite values; its valid range is {spec.range_text()} "
+                f"({spec.meaning})")
+    if spec.valid_range is None or value.size == 0:
+        return None
+    if spec.every_value_valid and value.dtype == spec.dtype:
+        return None
+    low, high = (np.asarray(b, np.float64) for b in spec.valid_range)
+    bad = (value < low) | (value > high)
+    if not bad.any():
+        return None
+    index = np.unravel_index(int(np.argmax(bad)), bad.shape)
+    where = f" at {list(int(i) for i in index[1:])}" if value.ndim > 1 else ""
+    return (f"input '{spec.name}' holds {value[index].item():.9g}{where}, outside its valid range "
+            f"{spec.range_text()} ({spec.meaning})")
+
+
+F32, F16, I32, U8 = np.float32, np.float16, np.int32, np.uint8
 
 # --- subject ensemble: once per photo -------------------------------------------------
 PHOTO = TensorSpec("photo", U8, (-1, -1, 3), f"RGB photo, any size from {MIN_PHOTO_SIDE} to {MAX_PHOTO_SIDE} px a side")
-SOURCE_IMAGE = TensorSpec("source_image", F32, (3, "N", "N"), "letterboxed photo, planar RGB in [0, 1]")
-PERSON_MASK = TensorSpec("person_mask", F32, (1, "N", "N"), "probability that a pixel shows the person, [0, 1]")
-BETAS = TensorSpec("betas", F32, (NUM_BETAS,), "body shape coefficients (unitless, ~N(0, 1))")
-SOURCE_POSE = TensorSpec("source_pose", F32, (NUM_JOINTS, 3), "pose in the photo, axis-angle radians, SMPL order")
-CAMERA = TensorSpec("camera", F32, (3,), "weak-perspective camera (s NDC/m, tx NDC, ty NDC)")
-SOURCE_PARSING = TensorSpec("source_parsing", I32, (1, "N", "N"), "part label of each photo pixel")
+SOURCE_IMAGE = TensorSpec("source_image", U8, (3, "N", "N"), "the working square of the photo, planar RGB levels",
+                          (0, 255))
+PERSON_MASK = TensorSpec("person_mask", F32, (1, "N", "N"), "probability that a pixel shows the person, [0, 1]", (0.0, 1.0))
+BETAS = TensorSpec("betas", F32, (NUM_BETAS,), "body shape coefficients (unitless, ~N(0, 1))",
+                   (-MAX_ABS_BETA, MAX_ABS_BETA))
+SOURCE_POSE = TensorSpec("source_pose", F32, (NUM_JOINTS, 3), "pose in the photo, axis-angle radians, SMPL order",
+                         (-MAX_ABS_ANGLE, MAX_ABS_ANGLE))
+CAMERA = TensorSpec("camera", F32, (3,), "weak-perspective camera (s NDC/m, tx NDC, ty NDC)", CAMERA_RANGE)
+SOURCE_PARSING = TensorSpec("source_parsing", U8, (1, "N", "N"), "part label of each photo pixel",
+                            (0, NUM_PARTS - 1))
 SOURCE_DEPTH = TensorSpec(
-    "source_depth", F32, (1, "N", "N"),
-    "front-surface Z (metres, +Z towards the camera) of the fitted body in the photo; -1000 where empty")
-REGION_STYLE = TensorSpec("region_style", F32, (NUM_PARTS, STYLE_DIM), "style code per part; [:3] is the mean RGB in [0, 1]")
-BACKGROUND = TensorSpec("background", F32, (3, "N", "N"),
-                        "source_image with the whole person (mask and fitted silhouette) inpainted away, planar RGB in [0, 1]")
+    "source_depth", F16, (1, "N", "N"),
+    f"front-surface Z (metres, +Z towards the camera) of the fitted body in the photo; {EMPTY_DEPTH_M:g} where empty",
+    (EMPTY_DEPTH_M, MAX_DEPTH_M))
+REGION_STYLE = TensorSpec("region_style", F32, (NUM_PARTS, STYLE_DIM), "style code per part; [:3] is the mean RGB in [0, 1]",
+                          (-MAX_ABS_STYLE, MAX_ABS_STYLE))
+BACKGROUND = TensorSpec("background", U8, (3, "N", "N"),
+                        "source_image with the whole person (mask and fitted silhouette) inpainted away, planar RGB levels",
+                        (0, 255))
 PERSON_COUNT = TensorSpec("person_count", I32, (1,), "people detected in the photo; the largest is used")
 PHOTO_SQUARE = TensorSpec(
     "photo_square", F32, (3,),
@@ -98,8 +176,10 @@ SUBJECT_TENSORS = (SOURCE_IMAGE, PERSON_MASK, BETAS, SOURCE_POSE, CAMERA, SOURCE
                    BACKGROUND)
 
 # --- frame ensemble: once per output frame --------------------------------------------
-TARGET_POSE = TensorSpec("target_pose", F32, (NUM_JOINTS, 3), "template pose, axis-angle radians, SMPL order")
-TARGET_TRANSLATION = TensorSpec("target_translation", F32, (3,), "root offset from the source position, metres")
+TARGET_POSE = TensorSpec("target_pose", F32, (NUM_JOINTS, 3), "template pose, axis-angle radians, SMPL order",
+                         (-MAX_ABS_ANGLE, MAX_ABS_ANGLE))
+TARGET_TRANSLATION = TensorSpec("target_translation", F32, (3,), "root offset from the source position, metres",
+                                (-MAX_ABS_TRANSLATION_M, MAX_ABS_TRANSLATION_M))
 FRAME = TensorSpec("frame", U8, ("N", "N", 3), "generated RGB frame of the working square, like source_image")
 FRAME_ALPHA = TensorSpec(
     "frame_alpha", U8, ("N", "N", 1),
@@ -114,6 +194,8 @@ SOURCE_VISIBILITY = TensorSpec(
     "source_visibility", F32, (1, "N", "N"), "1 where the target pixel's surface point is visible in the photo")
 TARGET_PARTS = TensorSpec("target_parts", I32, (1, "N", "N"), "part label of the posed body rendered in the target")
 TARGET_PARSING = TensorSpec("target_parsing", I32, (1, "N", "N"), "predicted part label of each target pixel")
+# Tensors of part labels: compared exactly by the parity checks, whatever their dtype.
+PART_LABEL_TENSORS = (SOURCE_PARSING, TARGET_PARTS, TARGET_PARSING)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +266,42 @@ FRAME_ENSEMBLE = StageContract(
     "bodydance_frame", FRAME_SUBJECT_TENSORS + (TARGET_POSE, TARGET_TRANSLATION), (FRAME, FRAME_ALPHA), frame_path=True)
 ENSEMBLES = (SUBJECT_ENSEMBLE, FRAME_ENSEMBLE)
 
-TRITON_DTYPE = {F32: "FP32", I32: "INT32", U8: "UINT8"}
+
+# --- the edges of the ensembles (python-backend steps in both profiles) -----------------
+# bodydance_frame's first step checks every request tensor against its valid range (all but the
+# uint8 images, whose every value is valid) and hands the small ones on as "checked_<name>":
+# body_geometry reads those, so no stage model (ONNX Runtime or TensorRT plan) starts on a request
+# that the check refused. Every later step waits on body_geometry.
+def checked(spec: TensorSpec) -> TensorSpec:
+    return spec.renamed(f"checked_{spec.name}")
+
+
+FRAME_GUARD = StageContract(
+    "frame_guard", tuple(s for s in FRAME_ENSEMBLE.inputs if not s.every_value_valid),
+    tuple(checked(s) for s in FRAME_ENSEMBLE.inputs if s in BODY_GEOMETRY.inputs and "N" not in s.shape),
+    frame_path=True)
+
+
+# bodydance_subject's last step hands every output on. Triton's ensemble scheduler answers a request
+# only when the last step to finish produced one of the requested outputs; without this step a
+# request for a subset of the outputs (say betas alone) failed with "unexpected deadlock".
+def staged(spec: TensorSpec) -> TensorSpec:
+    return spec.renamed(f"staged_{spec.name}")
+
+
+SUBJECT_OUTPUTS = StageContract(
+    "subject_outputs", tuple(staged(s) for s in SUBJECT_ENSEMBLE.outputs), SUBJECT_ENSEMBLE.outputs, frame_path=False)
+EDGE_MODELS = (FRAME_GUARD, SUBJECT_OUTPUTS)
+
+TENSORS_BY_NAME = {s.name: s for s in SUBJECT_ENSEMBLE.inputs + SUBJECT_ENSEMBLE.outputs + FRAME_ENSEMBLE.inputs}
+
+
+def frame_request_bytes(resolution: int = DEFAULT_RESOLUTION) -> int:
+    """Tensor bytes of one frame request (one frame, no batching): what the frame ensemble reads."""
+    return sum(int(np.prod(s.concrete_shape(resolution))) * np.dtype(s.dtype).itemsize for s in FRAME_ENSEMBLE.inputs)
+
+
+TRITON_DTYPE = {F32: "FP32", F16: "FP16", I32: "INT32", U8: "UINT8"}
 
 
 @dataclasses.dataclass(frozen=True)

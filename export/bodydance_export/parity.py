@@ -12,6 +12,11 @@ from typing import List, Mapping
 
 import numpy as np
 
+from bodydance_client.contract import PART_LABEL_TENSORS
+
+# Part labels are compared exactly, whatever their dtype (source_parsing is uint8, not an image).
+_LABELS = frozenset(s.name for s in PART_LABEL_TENSORS)
+
 
 class ParityError(RuntimeError):
     """Two runs of one model disagree beyond the tolerance, or do not give the same outputs."""
@@ -24,7 +29,8 @@ class Tolerance:
     Floats: ``|a - b| <= atol + rtol * |b|`` on at least ``min_fraction`` of the
     elements (the geometry has per-pixel ties on triangle edges, where a last
     ulp can flip a pixel); uint8 images are compared on the [0, 1] scale.
-    Integer labels: exact on ``min_fraction`` (FP16 moves a few label borders).
+    Integer labels (``contract.PART_LABEL_TENSORS``, uint8 or int32): exact on ``min_fraction``
+    (FP16 moves a few label borders).
     """
 
     atol: float
@@ -44,11 +50,12 @@ def compare(name: str, reference: np.ndarray, candidate: np.ndarray, tol: Tolera
     reference, candidate = np.asarray(reference), np.asarray(candidate)
     if reference.shape != candidate.shape:
         raise ParityError(f"output {name!r}: shape {candidate.shape} != reference shape {reference.shape}")
-    scale = 1.0 / 255.0 if reference.dtype == np.uint8 else 1.0
+    labels = name in _LABELS or (np.issubdtype(reference.dtype, np.integer) and reference.dtype != np.uint8)
+    scale = 1.0 / 255.0 if reference.dtype == np.uint8 and not labels else 1.0
     ref = reference.astype(np.float64) * scale
     cand = candidate.astype(np.float64) * scale
     diff = np.abs(ref - cand)
-    if np.issubdtype(reference.dtype, np.integer) and reference.dtype != np.uint8:
+    if labels:
         ok = diff == 0
     else:
         # NaN or inf in the candidate compares False, so it counts as a miss.

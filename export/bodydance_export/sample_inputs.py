@@ -49,9 +49,16 @@ def sample_tensor(name: str, shape, rng: np.random.Generator) -> np.ndarray:
     return rng.random(shape).astype(np.float32)
 
 
+def as_contract_dtype(spec, value: np.ndarray) -> np.ndarray:
+    """A sample in the contract's dtype: images in [0, 1] become uint8 levels, labels and depth narrow."""
+    if np.dtype(spec.dtype) == np.uint8 and value.dtype.kind == "f":
+        return np.clip(np.rint(value * 255.0), 0, 255).astype(np.uint8)
+    return value.astype(spec.dtype)
+
+
 def sample_inputs(contract: StageContract, resolution: int, batch: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     return {
-        spec.name: sample_tensor(spec.name, (batch,) + spec.concrete_shape(resolution), rng)
+        spec.name: as_contract_dtype(spec, sample_tensor(spec.name, (batch,) + spec.concrete_shape(resolution), rng))
         for spec in contract.inputs
     }

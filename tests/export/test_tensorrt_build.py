@@ -398,7 +398,7 @@ def test_a_plan_disagreeing_with_onnx_runtime_raises_parity_error(tmp_path, monk
 
 def _onnx_like_export(root: Path, resolution: int, stages=C.ONNX_STAGES) -> Path:
     """<root>/<stage>/1/model.onnx declaring each ONNX stage's contract tensors (the stand-in parses nothing)."""
-    kinds = {C.F32: TensorProto.FLOAT, C.I32: TensorProto.INT32, C.U8: TensorProto.UINT8}
+    kinds = {C.F32: TensorProto.FLOAT, C.F16: TensorProto.FLOAT16, C.I32: TensorProto.INT32, C.U8: TensorProto.UINT8}
     for stage in stages:
         values = [[helper.make_tensor_value_info(s.name, kinds[s.dtype], ["batch", *s.concrete_shape(resolution)])
                    for s in specs] for specs in (stage.inputs, stage.outputs)]

@@ -283,7 +283,7 @@ def _models_in(query: str, metric: str):
 
 def test_the_hpa_metric_is_the_adapter_rule_over_the_frame_paths_composing_models(manifests, adapter_rule):
     composing = _composing_models("cpu")
-    assert composing == _composing_models("gpu") == {m.name for m in C.FRAME_STAGES}
+    assert composing == _composing_models("gpu") == {m.name for m in C.FRAME_STAGES} | {C.FRAME_GUARD.name}
     assert C.FRAME_ENSEMBLE.name not in composing
 
     name = adapter_rule["name"]

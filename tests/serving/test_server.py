@@ -134,6 +134,61 @@ def test_a_request_holding_nan_gets_its_own_error_and_spares_its_batch_mates(ser
     raw.close()
 
 
+# (tensor, a nonsense value put into one element): each quietly gave a background-only frame before
+# issue 12; the ranges are the contract's (TensorSpec.valid_range).
+_NONSENSE = [("betas", 1e30), ("source_pose", 1e30), ("target_pose", -1e30), ("target_translation", 1e30),
+             ("camera", 1e30), ("camera", 0.0), ("region_style", 1e30), ("source_depth", 60000.0),
+             ("source_parsing", C.NUM_PARTS), ("source_parsing", 255), ("target_pose", np.inf)]
+
+
+def test_out_of_range_tensors_are_refused_naming_the_tensor_and_its_range(server, subject):
+    raw = grpcclient.InferenceServerClient(server.grpc_url)
+    good = {s.name: subject.tensors[s.name] for s in C.FRAME_SUBJECT_TENSORS}
+    good["target_pose"], good["target_translation"] = np.zeros((1, 24, 3), np.float32), np.zeros((1, 3), np.float32)
+    for name, bad_value in _NONSENSE:
+        tensors = dict(good)
+        tensors[name] = tensors[name].copy()
+        tensors[name].reshape(-1)[0] = bad_value
+        with pytest.raises(InferenceServerException) as err:
+            raw.infer(C.FRAME_ENSEMBLE.name, [_raw_input(n, v) for n, v in tensors.items()])
+        spec = C.TENSORS_BY_NAME[name]
+        assert "INVALID_ARGUMENT" in str(err.value.status()), name
+        assert f"'{name}'" in err.value.message() and spec.range_text() in err.value.message(), err.value.message()
+        assert "[invalid_request]" in err.value.message()
+    result = raw.infer(C.FRAME_ENSEMBLE.name, [_raw_input(n, v) for n, v in good.items()])
+    assert result.as_numpy(C.FRAME.name).std() > 10  # and good requests still dance
+    raw.close()
+
+
+def test_the_sdk_raises_invalid_request_for_an_out_of_range_subject(client, subject):
+    import dataclasses
+
+    from bodydance_client.errors import InvalidRequestError
+
+    tensors = dict(subject.tensors)
+    tensors["camera"] = np.array([[1e30, 0.0, 0.0]], np.float32)
+    with pytest.raises(InvalidRequestError, match=r"camera.*\[0\.01, 50\]"):
+        next(iter(client.frames(dataclasses.replace(subject, tensors=tensors), "wave")))
+
+
+def test_any_subset_of_the_subject_outputs_can_be_asked_for(server, subject):
+    """Triton's ensemble scheduler answered only when the last step made a requested output; asking for
+    betas alone (or anything but region_style) failed with "unexpected deadlock"."""
+    raw = grpcclient.InferenceServerClient(server.grpc_url)
+    photo = _raw_input("photo", subject.photo[None])
+    full = raw.infer(C.SUBJECT_ENSEMBLE.name, [photo])
+    names = [s.name for s in C.SUBJECT_ENSEMBLE.outputs]
+    for subset in [["betas"], ["source_image"], ["person_count"], ["source_parsing", "camera"], ["photo_square"],
+                   ["region_style"], names]:
+        result = raw.infer(C.SUBJECT_ENSEMBLE.name, [photo], outputs=[grpcclient.InferRequestedOutput(n) for n in subset])
+        for name in names:
+            if name in subset:
+                assert np.array_equal(result.as_numpy(name), full.as_numpy(name)), (subset, name)
+            else:
+                assert result.as_numpy(name) is None, (subset, name)
+    raw.close()
+
+
 def test_a_model_that_fails_to_load_is_named_at_startup(cpu_repository, tmp_path):
     import shutil
 
@@ -184,7 +239,7 @@ def test_the_generated_person_moves_with_the_template(client, subject):
     body, arrays = BodyModel.open_body(), load_open_body_arrays()
     dance = load_bundled("jumping_jacks")
     frames = list(client.frames(subject, dance, crop=False))
-    plate = subject.tensors["background"][0].transpose(1, 2, 0) * 255
+    plate = subject.tensors["background"][0].transpose(1, 2, 0).astype(float)
 
     def silhouette(i):
         with torch.no_grad():

@@ -21,7 +21,7 @@ class BodyGeometry(torch.nn.Module):
     """Stage 1, frame side: target pose -> correspondence flow, source visibility, target parts.
 
     forward(betas ``[B,10]``, source_pose ``[B,24,3]`` rad, camera ``[B,3]``,
-    source_depth ``[B,1,N,N]`` m, target_pose ``[B,24,3]`` rad, target_translation ``[B,3]`` m) ->
+    source_depth ``[B,1,N,N]`` m (float16 on the wire), target_pose ``[B,24,3]`` rad, target_translation ``[B,3]`` m) ->
     flow ``[B,2,N,N]`` NDC (-2 where no source), visibility ``[B,1,N,N]`` {0,1}, parts ``[B,1,N,N]`` int32.
 
     On the body, each target pixel's surface point (face and barycentric weights)
@@ -99,6 +99,7 @@ class BodyGeometry(torch.nn.Module):
 
     def forward(self, betas, source_pose, camera, source_depth, target_pose, target_translation):
         batch, n = betas.shape[0], self.resolution
+        source_depth = source_depth.to(betas.dtype)
         src_points, src_rot = self.surface.project(betas, source_pose, torch.zeros_like(target_translation), camera)
         _, tgt_rot, raster = self.surface(betas, target_pose, target_translation, camera)
         corners = self.surface.corners(raster)  # [B, P, 3]

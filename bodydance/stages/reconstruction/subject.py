@@ -43,9 +43,9 @@ MIN_PERSON_HEIGHT_SHARE = 0.08  # of the photo height, likewise
 class SubjectReconstruction:
     """The SUBJECT_RECONSTRUCTION outputs (contract shapes and dtypes, no batch dim) plus diagnostics."""
 
-    source_image: np.ndarray  # [3, N, N] float32 in [0, 1]
+    source_image: np.ndarray  # [3, N, N] uint8 levels
     person_mask: np.ndarray  # [1, N, N] float32 in [0, 1]
-    background: np.ndarray  # [3, N, N] float32 in [0, 1]: source_image with the person inpainted away
+    background: np.ndarray  # [3, N, N] uint8 levels: source_image with the person inpainted away
     betas: np.ndarray  # [10] float32
     source_pose: np.ndarray  # [24, 3] float32, axis-angle rad
     camera: np.ndarray  # [3] float32 (s NDC/m, tx, ty)
@@ -246,14 +246,13 @@ class Reconstructor:
             square = choose_square(h, w, n, fit.camera, fit.joints, fit.betas, seen_box)
         mask_square = C.PhotoSquare(*(int(round(v / to_photo)) for v in (square.left, square.top, square.side)), n)
         square_image = crop_square(photo, square)
-        source = square_image.astype(np.float32) * np.float32(1 / 255)
-        person_mask = crop_square(mask, mask_square, fill=0.0)
+        person_mask = np.clip(crop_square(mask, mask_square, fill=0.0), 0.0, 1.0)  # resampling overshoots by ulps
         camera = letterbox.reframe_camera(fit.camera, square)
         plate = background_plate(square_image, person_mask)
         out = SubjectReconstruction(
-            source_image=np.ascontiguousarray(source.transpose(2, 0, 1), dtype=np.float32),
+            source_image=np.ascontiguousarray(square_image.transpose(2, 0, 1), dtype=np.uint8),
             person_mask=np.ascontiguousarray(person_mask[None], dtype=np.float32),
-            background=np.ascontiguousarray(plate.transpose(2, 0, 1), dtype=np.float32) * np.float32(1 / 255),
+            background=np.ascontiguousarray(np.clip(np.rint(plate), 0, 255).transpose(2, 0, 1), dtype=np.uint8),
             betas=fit.betas.astype(np.float32),
             source_pose=fit.pose.astype(np.float32),
             camera=camera,
@@ -269,6 +268,9 @@ class Reconstructor:
             assert value.dtype == spec.dtype and value.shape == spec.concrete_shape(n), spec.name
             if not np.isfinite(value).all():  # never hand garbage downstream
                 raise NoPersonError(f"the body fit failed on this photo ({spec.name} is not finite)")
+            problem = C.range_problem(spec, value)
+            if problem is not None:  # a subject the frame ensemble would refuse is refused here, by its cause
+                raise NoPersonError(f"the body fit failed on this photo ({problem})")
         return out
 
 
