@@ -50,7 +50,7 @@ def overlay(subject, body, arrays) -> np.ndarray:
     n = subject.resolution
     render = rasterize(verts[0].numpy(), arrays["faces"], t["camera"][0], n)
     parts = part_image(render, arrays["faces"], arrays["part_labels"])
-    image = t["source_image"][0].transpose(1, 2, 0) * 255
+    image = t["source_image"][0].transpose(1, 2, 0).astype(np.float64)  # uint8 levels on the wire
     hit = parts > 0
     image[hit] = 0.45 * image[hit] + 0.55 * PART_COLOURS[parts[hit]]
     return image.round().astype(np.uint8)
@@ -64,8 +64,7 @@ def main():
         client.wait_until_ready()
         for name, photo in photos().items():
             subject = client.prepare(photo)
-            Image.fromarray(np.concatenate([((subject.tensors["source_image"][0].transpose(1, 2, 0) * 255)
-                                                         .astype(np.uint8)), overlay(subject, body, arrays)], 1)
+            Image.fromarray(np.concatenate([subject.tensors["source_image"][0].transpose(1, 2, 0), overlay(subject, body, arrays)], 1)
                             ).save(RESULTS / f"real_{name}_overlay.png")
             frames = list(client.frames(subject, "disco"))
             contact_sheet(frames[::16][:11], RESULTS / f"real_{name}_sheet.png", photo=subject.photo)
