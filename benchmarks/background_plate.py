@@ -80,9 +80,22 @@ def shift_map(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
     return np.where(hole[..., None], cv2.cvtColor(out, cv2.COLOR_Lab2RGB), image)
 
 
+def fitted_silhouette(betas, pose, camera, resolution: int) -> np.ndarray:
+    """``[N, N]`` bool: the fitted body drawn by the reference rasteriser."""
+    from bodydance.body import BodyModel, load_open_body_arrays
+    from bodydance.reference_render import rasterize
+
+    if not hasattr(fitted_silhouette, "body"):
+        fitted_silhouette.body, fitted_silhouette.faces = BodyModel.open_body(), load_open_body_arrays()["faces"]
+    with torch.no_grad():
+        vertices, _ = fitted_silhouette.body(torch.from_numpy(np.asarray(betas, np.float32)[None]),
+                                             torch.from_numpy(np.asarray(pose, np.float32)[None]), torch.zeros(1, 3))
+    return rasterize(vertices[0].numpy(), fitted_silhouette.faces, camera, resolution).silhouette
+
+
 def plates(image: np.ndarray, person_mask: np.ndarray, betas, pose, camera) -> tuple:
     """Each method's plate of ``image [N, N, 3]`` uint8, and the hole of the plate now."""
-    silhouette = plate.body_silhouette(betas, pose, camera, image.shape[0])
+    silhouette = fitted_silhouette(betas, pose, camera, image.shape[0])
     n = image.shape[0]
     grow = max(2, int(round(n * plate.GROW_SHARE)))
     soft = person_mask > plate.HOLE_PROBABILITY

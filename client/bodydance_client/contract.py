@@ -164,7 +164,7 @@ SOURCE_DEPTH = TensorSpec(
 REGION_STYLE = TensorSpec("region_style", F32, (NUM_PARTS, STYLE_DIM), "style code per part; [:3] is the mean RGB in [0, 1]",
                           (-MAX_ABS_STYLE, MAX_ABS_STYLE))
 BACKGROUND = TensorSpec("background", U8, (3, "N", "N"),
-                        "source_image with the whole person (mask and fitted silhouette) inpainted away, planar RGB levels",
+                        "source_image with the person (mask > 0.15, grown) inpainted away, planar RGB levels",
                         (0, 255))
 PERSON_COUNT = TensorSpec("person_count", I32, (1,), "people detected in the photo; the largest is used")
 PHOTO_SQUARE = TensorSpec(

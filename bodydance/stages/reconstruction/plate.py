@@ -11,8 +11,7 @@ Measured against truth (``benchmarks/background_plate.py``, 24 synthetic scenes 
 and 4 frames of the real Sports2D video): on the real video this fill on this hole is the best
 of those tried. Frequency-selective reconstruction (``cv2.xphoto`` FSR) scores higher on the
 synthetic scenes but paints sky-white blobs into the real one; shift-map pastes whole wrong
-objects (a second eye, half a cup); adding the fitted body's silhouette (:func:`body_silhouette`)
-to the hole catches limbs the mask misses on synthetic scenes but, on the real video, where the
+objects (a second eye, half a cup); adding the fitted body's silhouette to the hole catches limbs the mask misses on synthetic scenes but, on the real video, where the
 mask is good, the fit's own error makes it refill real background. Not sharp: a person-sized hole
 comes out smooth; a learned inpainter is the next step.
 
@@ -22,14 +21,10 @@ of the working square; masks ``[N, N]``.
 
 from __future__ import annotations
 
-import functools
 from typing import Optional
 
 import cv2
 import numpy as np
-
-from bodydance.kinematics import axis_angle_to_matrix, forward_kinematics
-from bodydance_client.contract import JOINT_PARENTS
 
 # Mask probability above which a pixel is taken out, and how far the hole then grows (a share of
 # N, at least 2 px): the fringe of hair and limbs sits at low probability, a pixel or two wide at 256.
@@ -37,39 +32,9 @@ HOLE_PROBABILITY = 0.15
 GROW_SHARE = 1 / 64
 
 
-@functools.lru_cache(maxsize=1)
-def _open_body():
-    from bodydance.body import load_open_body_arrays
-
-    arrays = load_open_body_arrays()
-    return {k: np.asarray(arrays[k], np.float64) for k in ("v_template", "shapedirs", "J_regressor", "weights")}, \
-        np.asarray(arrays["faces"], np.int64)
-
-
-def body_silhouette(betas: np.ndarray, pose: np.ndarray, camera: np.ndarray, resolution: int) -> np.ndarray:
-    """``[N, N]`` bool: pixels the open body covers, posed by ``betas [10]``, ``pose [24, 3]`` rad,
-    seen by ``camera (s NDC/m, tx, ty NDC)`` (linear blend skinning; no pose blend shapes, which
-    move the outline by well under a pixel)."""
-    body, faces = _open_body()
-    shaped = body["v_template"] + body["shapedirs"] @ np.asarray(betas, np.float64)
-    rest = body["J_regressor"] @ shaped
-    rotations, joints = forward_kinematics(axis_angle_to_matrix(np.asarray(pose, np.float64)), rest, JOINT_PARENTS)
-    shifts = joints - np.einsum("jab,jb->ja", rotations, rest)
-    blended = np.einsum("vj,jab->vab", body["weights"], rotations)
-    vertices = np.einsum("vab,vb->va", blended, shaped) + body["weights"] @ shifts
-    s, tx, ty = (float(c) for c in camera)
-    n = resolution
-    # in pixel-centre coordinates (pixel (u, v) is the point (u, v) to fillPoly), with 4 fractional bits
-    px = np.stack([(s * vertices[:, 0] + tx + 1.0) * n / 2.0, (-s * vertices[:, 1] + ty + 1.0) * n / 2.0], -1)
-    triangles = np.round((px[faces] - 0.5) * 16).astype(np.int32)
-    covered = np.zeros((n, n), np.uint8)
-    cv2.fillPoly(covered, list(triangles), 1, lineType=cv2.LINE_8, shift=4)
-    return covered > 0
-
-
 def person_hole(person_mask: np.ndarray, silhouette: Optional[np.ndarray] = None) -> np.ndarray:
-    """``[N, N]`` bool: the mask above :data:`HOLE_PROBABILITY` (or ``silhouette``, when given),
-    grown by :data:`GROW_SHARE` of N."""
+    """``[N, N]`` bool: the mask above :data:`HOLE_PROBABILITY` (or ``silhouette``, when given: the
+    benchmark's ablation), grown by :data:`GROW_SHARE` of N."""
     n = person_mask.shape[0]
     grow = max(2, int(round(n * GROW_SHARE)))
     hole = person_mask > HOLE_PROBABILITY

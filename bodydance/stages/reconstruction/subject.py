@@ -252,7 +252,7 @@ class Reconstructor:
         out = SubjectReconstruction(
             source_image=np.ascontiguousarray(square_image.transpose(2, 0, 1), dtype=np.uint8),
             person_mask=np.ascontiguousarray(person_mask[None], dtype=np.float32),
-            background=np.ascontiguousarray(np.clip(np.rint(plate), 0, 255).transpose(2, 0, 1), dtype=np.uint8),
+            background=np.ascontiguousarray(plate.transpose(2, 0, 1)),
             betas=fit.betas.astype(np.float32),
             source_pose=fit.pose.astype(np.float32),
             camera=camera,
