@@ -150,46 +150,6 @@ def test_fit_recovers_a_known_pose_shape_and_camera(seed):
     assert fit.rms_ndc < 1e-3
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_the_head_turns_the_way_the_face_does(seed):
-    """The head is a leaf the body landmarks cannot turn: the face's eye and mouth lines do."""
-    from bodydance.kinematics import forward_kinematics
-    from bodydance.skeleton import PARENTS, axis_angle_to_matrix
-
-    pose, betas, camera, joints, joints_2d = _synthetic(seed)
-    head = C.JOINT_NAMES.index("head")
-    pose[head] = np.random.default_rng(seed).uniform(-0.5, 0.5, 3)
-    rest = shaped_rest_joints(betas).astype(np.float64)
-    rotations, _ = forward_kinematics(axis_angle_to_matrix(pose[None]), rest, PARENTS)
-    facing = rotations[0, head]
-    face = (facing[:, 0], facing[:, 1])  # where the rest head's across (+x) and up (+y) now point
-    fit = body_fit.fit_body(joints - joints[0], joints_2d, np.ones(24), face=face)
-    # the neck's twist is the fit's own (one bone cannot show it): compare the head's world frame
-    fitted, _ = forward_kinematics(axis_angle_to_matrix(fit.pose[None].astype(np.float64)),
-                                   shaped_rest_joints(fit.betas).astype(np.float64), PARENTS)
-    assert np.abs(fitted[0, head] - facing).max() < 0.01
-    unturned = body_fit.fit_body(joints - joints[0], joints_2d, np.ones(24))
-    plain, _ = forward_kinematics(axis_angle_to_matrix(unturned.pose[None].astype(np.float64)),
-                                  shaped_rest_joints(unturned.betas).astype(np.float64), PARENTS)
-    assert np.abs(plain[0, head] - facing).max() > 0.1  # without the face the head stays on the neck
-    assert np.linalg.norm(fit.joints - joints, axis=-1).max() < 0.01  # turning the head moves no joint
-    # a face said to look straight back is doubted: the turn is capped
-    capped = body_fit.fit_head(fit.pose, rest, (-facing[:, 0], facing[:, 1]))
-    assert np.linalg.norm(capped) == pytest.approx(body_fit.MAX_HEAD_TURN_RAD, abs=1e-6)
-
-
-def test_face_axes_need_both_eyes_and_the_mouth():
-    points = np.zeros((33, 3))
-    L = landmarks.LANDMARKS
-    points[L["left_eye"]], points[L["right_eye"]] = (0.03, 0.0, 0.0), (-0.03, 0.0, 0.0)
-    points[L["mouth_left"]], points[L["mouth_right"]] = (0.02, -0.06, 0.01), (-0.02, -0.06, 0.01)
-    visibility = np.ones(33)
-    across, up = landmarks.face_axes(points, visibility)
-    assert np.allclose(across, [1, 0, 0]) and abs(np.dot(across, up)) < 1e-9 and up[1] > 0.98
-    visibility[L["mouth_left"]] = 0.1
-    assert landmarks.face_axes(points, visibility) is None
-
-
 def test_refinement_reduces_the_reprojection_error_of_noisy_3d():
     gains = []
     for seed in range(3):

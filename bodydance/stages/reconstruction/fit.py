@@ -34,8 +34,6 @@ MAX_ABS_BETA = 3.0
 W_DIRECTION = 0.5  # 3D bone direction (keeps the depth MediaPipe saw) against 2D reprojection
 W_PRIOR = 0.05  # NDC per radian away from the closed-form pose (fixes twists and unseen joints)
 REFINE_ITERATIONS = 12
-# The head's turn against the neck that face landmarks may set; past it they are doubted (about 57 deg).
-MAX_HEAD_TURN_RAD = 1.0
 
 # Joints whose rotation moves another joint (the rest are leaves: head, hands, feet).
 CHILDREN = {j: [c for c in range(C.NUM_JOINTS) if PARENTS[c] == j] for j in range(C.NUM_JOINTS)}
@@ -296,26 +294,14 @@ def _rms(joints: np.ndarray, camera: np.ndarray, joints_2d: np.ndarray, seen: np
     return float(np.sqrt((d ** 2).sum(-1).mean()))
 
 
-def fit_head(pose: np.ndarray, rest: np.ndarray, face: Tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """The head joint's ``[3]`` rad rotation (against the posed neck) that turns the rest head's
-    across (+x) and up (+y) onto the face's observed ``face = (across, up)`` (unit, SMPL axes),
-    capped at :data:`MAX_HEAD_TURN_RAD`."""
-    rotations, _ = forward_kinematics(axis_angle_to_matrix(pose[None]), rest, PARENTS)
-    facing, _ = _kabsch(np.array([ACROSS, UP]), np.array(face), np.array([1.0, 1.0]))
-    turn = matrix_to_axis_angle(rotations[0, J["neck"]].T @ facing)
-    angle = float(np.linalg.norm(turn))
-    return turn * min(1.0, MAX_HEAD_TURN_RAD / max(angle, 1e-9))
-
-
 def fit_body(joints_3d: np.ndarray, joints_2d: np.ndarray, confidence: np.ndarray,
-             refine_iterations: int = REFINE_ITERATIONS,
-             face: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> BodyFit:
+             refine_iterations: int = REFINE_ITERATIONS) -> BodyFit:
     """Fit shape, pose and camera to SMPL-ordered observations.
 
     ``joints_3d``: ``[24, 3]`` metres in SMPL axes (any origin); ``joints_2d``: ``[24, 2]`` NDC;
-    ``confidence``: ``[24]``; joints below :data:`VISIBLE` are ignored. ``face``: the face's
-    (across, up) unit vectors in SMPL axes (:func:`.landmarks.face_axes`), which turn the head;
-    None keeps it straight on the neck.
+    ``confidence``: ``[24]``; joints below :data:`VISIBLE` are ignored. The head stays straight
+    on the neck: turning it from the face's landmarks cost 0.5 dB on the synthetic benchmark and
+    did not help the face check (README, "The head moves as one piece").
     """
     joints_3d = np.asarray(joints_3d, np.float64)
     joints_2d = np.asarray(joints_2d, np.float64)
@@ -340,9 +326,6 @@ def fit_body(joints_3d: np.ndarray, joints_2d: np.ndarray, confidence: np.ndarra
         refined_pose = objective.pose_of(params[None])[0]
         if np.isfinite(params).all() and params[-3] > 0:
             pose, camera = refined_pose, params[-3:]
-    if face is not None:  # a leaf: turning it moves no joint, so the fit's figures stand
-        pose = pose.copy()
-        pose[J["head"]] = fit_head(pose, rest, face)
     joints = _joints(pose[None], rest)[0]
     return BodyFit(
         pose=pose.astype(np.float32), betas=betas, camera=camera.astype(np.float32), joints=joints.astype(np.float32),

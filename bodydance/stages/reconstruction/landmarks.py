@@ -102,29 +102,6 @@ def check_person_size(ndc: np.ndarray, confidence: np.ndarray) -> None:
 
 
 
-def face_axes(points: np.ndarray, visibility: np.ndarray) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-    """The face's own frame from ``[33, 3]`` landmarks (SMPL axes: +x the person's left, +y up):
-    (across, unit vector from the right eye to the left; up, unit vector from the mouth to the eyes,
-    orthogonal to across), or None unless both eyes and both mouth corners are clearly visible.
-
-    The head joint is a leaf the body landmarks say nothing about; a face that stays upright while
-    the neck bends (a person leaning towards a camera) is only seen here.
-    """
-    names = ("left_eye", "right_eye", "mouth_left", "mouth_right")
-    if min(visibility[LANDMARKS[k]] for k in names) < VISIBLE:
-        return None
-    p = {k: np.asarray(points[LANDMARKS[k]], np.float64) for k in names}
-    across = p["left_eye"] - p["right_eye"]
-    up = (p["left_eye"] + p["right_eye"] - p["mouth_left"] - p["mouth_right"]) / 2
-    if np.linalg.norm(across) < 1e-6:
-        return None
-    across = across / np.linalg.norm(across)
-    up = up - np.dot(up, across) * across
-    if np.linalg.norm(up) < 1e-6:
-        return None
-    return across, up / np.linalg.norm(up)
-
-
 UPRIGHT_TOLERANCE_DEG = 45.0  # the person's up may lean this far from the image's up
 CLEAR_TURN_DEG = 25.0  # within this of a quarter turn, the photo is turned rather than refused
 

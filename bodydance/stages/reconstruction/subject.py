@@ -28,7 +28,7 @@ from bodydance.stages.reconstruction.facing import decide_facing
 from bodydance.stages.reconstruction.fit import fit_body
 from bodydance.stages.reconstruction.framing import choose_square
 from bodydance.stages.reconstruction.landmarks import (
-    J, VISIBLE, check_person_size, check_upright, face_axes, landmarks_to_joints,
+    J, VISIBLE, check_person_size, check_upright, landmarks_to_joints,
 )
 from bodydance.stages.reconstruction.photo import check_photo, crop_square
 from bodydance.stages.reconstruction.plate import background_plate
@@ -236,7 +236,7 @@ class Reconstructor:
         if not (shoulders or (seen[J["left_hip"]] and seen[J["right_hip"]])):
             raise NoPersonError("the body is not visible enough: the photo must show both shoulders or both hips")
 
-        fit = fit_body(joints_3d, joints_2d, confidence, face=None if facing == "back" else face_axes(world, visibility))
+        fit = fit_body(joints_3d, joints_2d, confidence)
         mask = np.clip(np.nan_to_num(mask), 0.0, 1.0)
         to_photo = w / mask.shape[1]  # the mask is at MediaPipe's detection size
         square = letterbox
