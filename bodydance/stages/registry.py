@@ -12,6 +12,7 @@ import torch
 
 from bodydance.stages.parsing import ParsingPrior, SourceParser
 from bodydance.stages.reconstruction.frame import BodyGeometry
+from bodydance.stages.refiner import load_refiner
 from bodydance.stages.style import StyleEncoder, StyleGenerator
 from bodydance_client import contract as C
 
@@ -20,7 +21,8 @@ STAGE_MODULES: Dict[str, Callable[[int], torch.nn.Module]] = {
     C.STYLE_ENCODER.name: StyleEncoder,
     C.BODY_GEOMETRY.name: BodyGeometry,
     C.PARSING_PRIOR.name: ParsingPrior,
-    C.STYLE_GENERATOR.name: lambda resolution: StyleGenerator(),
+    # The trained refiner when its weights are committed and BODYDANCE_GENERATOR is not "deterministic".
+    C.STYLE_GENERATOR.name: lambda resolution: StyleGenerator(load_refiner()),
 }
 assert set(STAGE_MODULES) == {m.name for m in C.ONNX_STAGES}
 
@@ -36,7 +38,7 @@ class FramePath(torch.nn.Module):
         super().__init__()
         self.geometry = BodyGeometry(resolution)
         self.parsing = ParsingPrior(resolution)
-        self.generator = StyleGenerator()
+        self.generator = StyleGenerator(load_refiner())
 
     def forward(self, source_image, betas, source_pose, camera, source_parsing, source_depth, region_style,
                 background, target_pose, target_translation):

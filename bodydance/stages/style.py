@@ -2,12 +2,15 @@
 
 Subject side (``style_encoder``, once per photo): a style code per parsed region (the
 background plate is made by the reconstruction). Frame side (``style_generator``, once per frame): the photo warped by
-the correspondence flow, combined with the target parsing and the region codes. Both are
-deterministic **baselines** (no learned weights yet) that fix the contract a trained
-model replaces them under. Shapes are batched: ``B`` in front of the contract's shapes.
+the correspondence flow, combined with the target parsing and the region codes. The encoder is a
+deterministic **baseline**; the generator is deterministic, refined by a small network trained
+here when its weights are present (:mod:`bodydance.stages.refiner`). Shapes are batched: ``B`` in front of the contract's shapes.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Optional
 
 import torch
 
@@ -63,31 +66,62 @@ class StyleEncoder(torch.nn.Module):
 
 
 class StyleGenerator(torch.nn.Module):
-    """Baseline generator: warp the photo by the flow, fill unseen surface with its part's mean colour.
+    """Generator: warp the photo by the flow, fill unseen surface with its part's mean colour; then,
+    with a trained ``refiner`` (:class:`bodydance.stages.refiner.FrameRefiner`), refine what the photo
+    did not show confidently. Without one it is the deterministic stand-in.
 
     (source_image ``[B,3,N,N]`` uint8, background ``[B,3,N,N]`` uint8, region_style ``[B,P,16]``,
     correspondence_flow ``[B,2,N,N]`` NDC, source_visibility ``[B,1,N,N]``, target_parsing ``[B,1,N,N]`` int32)
     -> frame ``[B,N,N,3]`` uint8, frame_alpha ``[B,N,N,1]`` uint8 (255 where the frame differs from the photo).
     """
 
+    def __init__(self, refiner: Optional[torch.nn.Module] = None):
+        super().__init__()
+        self.refiner = refiner
+
     def forward(self, source_image, background, region_style, correspondence_flow, source_visibility, target_parsing):
         source_image, background = unit_image(source_image, region_style), unit_image(background, region_style)
         grid = correspondence_flow.permute(0, 2, 3, 1)
         warped = sample_ndc(source_image, grid)
-        labels = target_parsing.to(torch.int64)  # [B,1,N,N]
-        ids = torch.arange(NUM_PARTS, device=labels.device).reshape(1, -1, 1, 1)
-        onehot = (labels == ids).to(source_image.dtype)  # [B,P,N,N]
-        # A MatMul rather than an Einsum: ONNX Runtime's Einsum made this stage 4x slower than eager PyTorch.
-        colours = region_style[..., :3].transpose(1, 2)  # [B,3,P]
-        region_colour = (colours @ onehot.flatten(2)).reshape(source_image.shape)
+        planes = generator_planes(source_image, background, region_style, source_visibility, target_parsing)
         # Blends instead of Where: the masks are exactly 0/1, and ORT's broadcasting Where cost 1.8 ms here.
-        person = (labels > 0).to(source_image.dtype)
-        seen = (source_visibility > 0.5).to(source_image.dtype)
-        body = region_colour + seen * (warped - region_colour)
-        out = background + person * (body - background)
+        body = planes.region_colour + planes.seen * (warped - planes.region_colour)
+        out = background + planes.person * (body - background)
+        generated = planes.generated
+        if self.refiner is not None:
+            out, generated = self.refiner(out.clamp(0.0, 1.0), background, *planes.refiner_inputs())
         frame = (out.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
-        # Generated: the dancer, and the plate where the photo's person stood (the only place it differs).
-        refilled = ((background - source_image).abs().amax(1, keepdim=True) > 1.0 / 512).to(source_image.dtype)
-        generated = person + refilled - person * refilled
         alpha = (generated * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
         return frame, alpha
+
+
+@dataclasses.dataclass
+class GeneratorPlanes:
+    """Per-pixel planes ``[B,C,N,N]`` the generator (and its refiner) reads, made once per frame."""
+
+    onehot: torch.Tensor  # [B,P,N,N] target parts
+    person: torch.Tensor  # [B,1,N,N] {0,1}: the dancer
+    seen: torch.Tensor  # [B,1,N,N] {0,1}: the flow has a source pixel to copy
+    region_colour: torch.Tensor  # [B,3,N,N]: each pixel's part mean colour
+    part_style: torch.Tensor  # [B,6,N,N]: each pixel's part mean and std RGB
+    refilled: torch.Tensor  # [B,1,N,N] {0,1}: where the plate differs from the photo (the photo's person)
+    generated: torch.Tensor  # [B,1,N,N] {0,1}: the dancer or the refilled plate
+
+    def refiner_inputs(self):
+        """The planes :class:`~bodydance.stages.refiner.FrameRefiner` takes after (frame, background)."""
+        return self.seen * self.person, self.onehot, self.refilled, self.part_style, self.generated
+
+
+def generator_planes(source_image, background, region_style, source_visibility, target_parsing) -> GeneratorPlanes:
+    """Images as [0, 1] floats ``[B,3,N,N]``; the rest as the generator's inputs."""
+    labels = target_parsing.to(torch.int64)  # [B,1,N,N]
+    ids = torch.arange(NUM_PARTS, device=labels.device).reshape(1, -1, 1, 1)
+    onehot = (labels == ids).to(source_image.dtype)  # [B,P,N,N]
+    # A MatMul rather than an Einsum: ONNX Runtime's Einsum made this stage 4x slower than eager PyTorch.
+    style = (region_style[..., :6].transpose(1, 2) @ onehot.flatten(2)).reshape(
+        source_image.shape[0], 6, *source_image.shape[2:])
+    person = (labels > 0).to(source_image.dtype)
+    seen = (source_visibility > 0.5).to(source_image.dtype)
+    refilled = ((background - source_image).abs().amax(1, keepdim=True) > 1.0 / 512).to(source_image.dtype)
+    generated = person + refilled - person * refilled
+    return GeneratorPlanes(onehot, person, seen, style[:, :3], style, refilled, generated)

@@ -24,7 +24,8 @@ def export_stage(contract: StageContract, resolution: int, version_dir: Path, fp
     example = sample_inputs(contract, resolution, batch=2, seed=1)
     path = version_dir / "model.onnx"
     precision = "fp32" if contract.name in FP32_STAGES else "fp16"
-    report = {"stage": contract.name, "resolution": resolution, "baseline": True, "precision": precision,
+    learned = getattr(module, "refiner", None) is not None  # the style generator with its trained refiner
+    report = {"stage": contract.name, "resolution": resolution, "baseline": not learned, "precision": precision,
               "source_fingerprint": source_fingerprint()}
     t0 = time.perf_counter()
     export_onnx(module, contract, example, path)

@@ -1,0 +1,183 @@
+"""Learned style generator against the deterministic one on held-out synthetic pairs, in one run.
+
+Every held-out shard (scene seeds from ``scenes.HELD_OUT_SEED``, never trained on) holds the
+fitted subject's generator inputs for several target poses and the scene's true render of each.
+Both generators get the same inputs: the deterministic stand-in (``StyleGenerator()``) and the one
+with the committed refiner (``StyleGenerator(refiner)``). Scores, per pair, on the truth's person,
+on its co-visible part (surface the photo shows) and on the rest (surface it never showed):
+PSNR and SSIM as ``synthetic_transfer.py`` takes them. Differences are paired; their 95 %
+intervals come from a bootstrap over scenes (pairs of one scene are not independent).
+
+Also the per-frame cost on this CPU: the frame path's three ONNX models in ONNX Runtime, with
+each generator exported from PyTorch in this run, rounds alternating.
+
+    python benchmarks/learned_generator.py [--pairs 0 (all)] [--rounds 20]
+Writes benchmarks/results/learned_generator.{md,json} and learned_generator_sheet.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bodydance.stages.refiner import load_refiner
+from bodydance.stages.style import StyleGenerator
+from bodydance.training.pairs import DEFAULT_FOLDER as DATA
+from bodydance.training.pairs import GENERATOR_INPUTS, load_shards
+from bodydance_client import contract as C
+from synthetic_transfer import region_scores
+
+RESULTS = Path(__file__).parent / "results"
+REGIONS = ("person", "covisible", "unseen")
+
+
+def generator_inputs(shard: dict, k: int) -> dict:
+    return {"source_image": torch.from_numpy(shard["source_image"])[None],
+            "background": torch.from_numpy(shard["background"])[None],
+            "region_style": torch.from_numpy(shard["region_style"])[None],
+            "correspondence_flow": torch.from_numpy(shard["flow"][k].astype(np.float32))[None],
+            "source_visibility": torch.from_numpy(shard["visibility"][k].astype(np.float32))[None],
+            "target_parsing": torch.from_numpy(shard["target_parsing"][k].astype(np.int32))[None]}
+
+
+def score_pairs(shards, generators, limit: int):
+    rows, sheet = [], []
+    for shard in shards:
+        for k in range(len(shard["frame"])):
+            if limit and len(rows) >= limit:
+                return rows, sheet
+            inputs = generator_inputs(shard, k)
+            truth = shard["truth"][k]
+            person = shard["truth_person"][k]
+            masks = {"person": person, "covisible": person & shard["covisible"][k],
+                     "unseen": person & ~shard["covisible"][k]}
+            row = {"seed": int(shard["seed"]), "pose": k}
+            frames = {}
+            with torch.no_grad():
+                for name, generator in generators.items():
+                    frames[name] = generator(*(inputs[n] for n in GENERATOR_INPUTS))[0][0].numpy()
+                    for region in REGIONS:
+                        psnr, ssim = region_scores(frames[name], truth, masks[region])
+                        row[f"{name} psnr {region}"], row[f"{name} ssim {region}"] = psnr, ssim
+            rows.append(row)
+            if len(sheet) < 8 and k == 0:
+                sheet.append(np.concatenate([shard["source_image"].transpose(1, 2, 0), truth,
+                                             frames["deterministic"], frames["learned"]], 1))
+    return rows, sheet
+
+
+def paired_interval(rows, key_a: str, key_b: str, resamples: int = 2000, seed: int = 0):
+    """Mean of (a - b) over pairs with both finite, and its 95 % bootstrap interval over scenes."""
+    by_scene = {}
+    for r in rows:
+        a, b = r[key_a], r[key_b]
+        if np.isfinite(a) and np.isfinite(b):
+            by_scene.setdefault(r["seed"], []).append(a - b)
+    scenes = list(by_scene.values())
+    if not scenes:
+        return float("nan"), (float("nan"), float("nan")), 0
+    rng = np.random.default_rng(seed)
+    means = []
+    for _ in range(resamples):
+        picked = [scenes[i] for i in rng.integers(0, len(scenes), len(scenes))]
+        means.append(np.mean(np.concatenate(picked)))
+    flat = np.concatenate(scenes)
+    return float(flat.mean()), (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))), len(flat)
+
+
+def frame_path_cost(shards, generators, rounds: int):
+    """Median ms per frame (batch 1) of body_geometry + parsing_prior + style_generator in ONNX Runtime."""
+    import onnxruntime as ort
+
+    from bodydance.serving.repository import REPOSITORY_ROOT
+    from bodydance_export.sample_inputs import sample_inputs
+    from bodydance_export.steps import export_onnx
+
+    repository = REPOSITORY_ROOT / "cpu"
+    sessions = {name: ort.InferenceSession(str(repository / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+                for name in (C.BODY_GEOMETRY.name, C.PARSING_PRIOR.name)}
+    resolution = C.DEFAULT_RESOLUTION
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, generator in generators.items():
+            path = Path(tmp) / f"{name}.onnx"
+            export_onnx(generator.eval(), C.STYLE_GENERATOR, sample_inputs(C.STYLE_GENERATOR, resolution, batch=1, seed=1), path)
+            sessions[name] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        shard = shards[0]
+        geometry_feed = {
+            "betas": np.zeros((1, 10), np.float32), "source_pose": np.zeros((1, 24, 3), np.float32),
+            "camera": np.array([[0.9, 0.0, 0.05]], np.float32),
+            "source_depth": np.full((1, 1, resolution, resolution), C.EMPTY_DEPTH_M, np.float16),
+            "target_pose": np.zeros((1, 24, 3), np.float32), "target_translation": np.zeros((1, 3), np.float32)}
+        geometry_feed = {i.name: geometry_feed[i.name] for i in sessions[C.BODY_GEOMETRY.name].get_inputs()}
+        timings = {name: [] for name in generators}
+        for _ in range(rounds):
+            for name in generators:
+                start = time.perf_counter()
+                flow, visibility, parts = sessions[C.BODY_GEOMETRY.name].run(None, geometry_feed)
+                parsing_feed = {"source_parsing": np.zeros((1, 1, resolution, resolution), np.uint8),
+                                "target_parts": parts, "correspondence_flow": flow}
+                parsing = sessions[C.PARSING_PRIOR.name].run(
+                    None, {i.name: parsing_feed[i.name] for i in sessions[C.PARSING_PRIOR.name].get_inputs()})[0]
+                feed = {"source_image": shard["source_image"][None], "background": shard["background"][None],
+                        "region_style": shard["region_style"][None], "correspondence_flow": flow,
+                        "source_visibility": visibility, "target_parsing": parsing}
+                sessions[name].run(None, {i.name: feed[i.name] for i in sessions[name].get_inputs()})
+                timings[name].append((time.perf_counter() - start) * 1000)
+    return {name: float(np.median(t)) for name, t in timings.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--folder", type=Path, default=DATA / "held_out")
+    parser.add_argument("--pairs", type=int, default=0, help="score at most this many pairs (0: all)")
+    parser.add_argument("--rounds", type=int, default=20, help="timing rounds per generator")
+    args = parser.parse_args()
+    refiner = load_refiner()
+    if refiner is None:
+        raise SystemExit("no trained refiner (bodydance/data/style_refiner.safetensors) or BODYDANCE_GENERATOR=deterministic")
+    shards = load_shards(args.folder)
+    if not shards:
+        raise SystemExit(f"no held-out shards in {args.folder}: run `python -m bodydance.training data`")
+    generators = {"deterministic": StyleGenerator(), "learned": StyleGenerator(refiner)}
+    rows, sheet = score_pairs(shards, generators, args.pairs)
+    summary = {}
+    for region in REGIONS:
+        for metric in ("psnr", "ssim"):
+            key = f"{metric} {region}"
+            mean, interval, count = paired_interval(rows, f"learned {key}", f"deterministic {key}")
+            summary[key] = {"deterministic": float(np.nanmean([r[f"deterministic {key}"] for r in rows])),
+                            "learned": float(np.nanmean([r[f"learned {key}"] for r in rows])),
+                            "gain": mean, "gain_95": interval, "pairs": count}
+    cost = frame_path_cost(shards, generators, args.rounds)
+    scenes = len({r["seed"] for r in rows})
+    result = {"pairs": len(rows), "scenes": scenes, "summary": summary, "frame_path_ms": cost,
+              "cost_ratio": cost["learned"] / cost["deterministic"], "refiner_parameters": refiner.parameter_count(),
+              "per_pair": rows}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "learned_generator.json").write_text(json.dumps(result, indent=1))
+    lines = [f"# Learned vs deterministic style generator: {len(rows)} held-out pairs from {scenes} scenes "
+             f"(fitted subjects, {C.DEFAULT_RESOLUTION} px)", "",
+             "Gain = learned - deterministic, paired per pair; 95 % interval by bootstrap over scenes.", "",
+             "| measure | deterministic | learned | gain | 95 % interval | pairs |", "|---|---|---|---|---|---|"]
+    for key, s in summary.items():
+        lines.append(f"| {key} | {s['deterministic']:.3f} | {s['learned']:.3f} | {s['gain']:+.3f} | "
+                     f"[{s['gain_95'][0]:+.3f}, {s['gain_95'][1]:+.3f}] | {s['pairs']} |")
+    lines += ["", f"Frame path per frame, ONNX Runtime on this CPU, batch 1, median of {args.rounds} alternating rounds: "
+              f"deterministic {cost['deterministic']:.1f} ms, learned {cost['learned']:.1f} ms "
+              f"(ratio {result['cost_ratio']:.2f}; goal <= 2). Refiner: {refiner.parameter_count()} parameters.", "",
+              "Sheet (`learned_generator_sheet.png`), per row: photo, truth, deterministic, learned."]
+    (RESULTS / "learned_generator.md").write_text("\n".join(lines) + "\n")
+    if sheet:
+        Image.fromarray(np.concatenate(sheet, 0)).save(RESULTS / "learned_generator_sheet.png")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The learned half of the style generator: a small residual U-Net over the deterministic frame.
+
+The deterministic generator (:class:`bodydance.stages.style.StyleGenerator`) warps what the photo
+shows and paints the rest flat; the refiner sees that frame together with what it was made from and
+returns a residual and a blend mask. Pixels the photo shows confidently (seen, and not within
+:data:`EDGE_PX` of unseen surface) stay the warp's exactly, so the refiner can only change surface
+the photo never showed, the rims where the fit may be off, and the refilled plate.
+
+Weights are trained here (:mod:`bodydance.training`) and committed in safetensors
+(``bodydance/data/style_refiner.safetensors``, with their training log beside them). Pure tensor
+ops, static shapes: it exports inside ``style_generator``'s ONNX graph. ``N`` must be a multiple of 16.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from bodydance.stages.generator_switch import WEIGHTS, generator_choice
+from bodydance_client.contract import NUM_PARTS
+
+EDGE_PX = 2
+# The refiner may also paint this far outside the dancer and the refilled plate: hair and loose
+# clothes reach past the fitted body (pixels at the 256 px it is trained at).
+RIM_PX = 4
+# Input planes: frame 3, background 3, seen 1, target parts one-hot P, refilled plate 1, part style 6.
+IN_CHANNELS = 3 + 3 + 1 + NUM_PARTS + 1 + 6
+# Channels at N/2, N/4, N/8, N/16. The network runs at half the frame's resolution and its
+# residual and blend are upsampled: a first version with a full-resolution level (16 channels at N)
+# cost 2.6x the deterministic frame path per frame on this CPU, past the 2x budget.
+WIDTHS = (32, 64, 96, 96)
+GROUPS = 8
+
+
+def _block(c_in: int, c_out: int, stride: int = 1) -> torch.nn.Sequential:
+    """Two 3x3 convolutions, each group-normalised: without the norm a first run's activations grew
+    to 1e6 by step 1300 and the blend mask died (the refiner became the identity)."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(c_in, c_out, 3, stride, 1), torch.nn.GroupNorm(GROUPS, c_out), torch.nn.LeakyReLU(0.1),
+        torch.nn.Conv2d(c_out, c_out, 3, 1, 1), torch.nn.GroupNorm(GROUPS, c_out), torch.nn.LeakyReLU(0.1))
+
+
+class FrameRefiner(torch.nn.Module):
+    """(frame ``[B,3,N,N]`` [0,1], background ``[B,3,N,N]`` [0,1], seen ``[B,1,N,N]`` {0,1},
+    parts_onehot ``[B,P,N,N]``, refilled ``[B,1,N,N]`` {0,1}, part_style ``[B,6,N,N]`` (mean, std RGB of
+    each pixel's part), generated ``[B,1,N,N]`` {0,1}: the dancer or the refilled plate)
+    -> (refined frame ``[B,3,N,N]`` in [0,1], editable ``[B,1,N,N]`` {0,1}: ``generated`` grown by
+    :data:`RIM_PX`, where the refined frame may differ from the photo).
+
+    Four halvings with two 3x3 convolutions at each level: the receptive field spans an arm at 256.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.down = torch.nn.ModuleList()
+        c_in = IN_CHANNELS
+        for width in WIDTHS:
+            self.down.append(_block(c_in, width, 2))
+            c_in = width
+        self.up = torch.nn.ModuleList(_block(WIDTHS[k + 1] + WIDTHS[k], WIDTHS[k]) for k in reversed(range(len(WIDTHS) - 1)))
+        self.head = torch.nn.Conv2d(WIDTHS[0], 4, 3, 1, 1)  # residual RGB, blend logit
+        # Starts next to the identity (a residual of about a hundredth), so training begins at the
+        # deterministic frame; not exactly at it, which would leave the trunk without gradients at first.
+        torch.nn.init.normal_(self.head.weight, std=1e-3)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, frame, background, seen, parts_onehot, refilled, part_style, generated):
+        editable = F.max_pool2d(generated, 2 * RIM_PX + 1, 1, RIM_PX)
+        x = torch.cat([frame, background, seen, parts_onehot, refilled, part_style], 1)
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        for block, skip in zip(self.up, reversed(skips[:-1])):
+            x = block(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], 1))
+        out = F.interpolate(self.head(x), scale_factor=2.0, mode="bilinear", align_corners=False)
+        residual, blend = out[:, :3], torch.sigmoid(out[:, 3:4] + 2.0)
+        # Confidently seen: seen and at least EDGE_PX from anything unseen (max-pool of the unseen).
+        confident = 1.0 - F.max_pool2d(1.0 - seen, 2 * EDGE_PX + 1, 1, EDGE_PX)
+        mask = blend * editable * (1.0 - confident)
+        return (frame + mask * residual).clamp(0.0, 1.0), editable
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def load_refiner(path: Path = WEIGHTS) -> Optional[FrameRefiner]:
+    """The trained refiner, or None for the deterministic generator (switched off by
+    :mod:`~bodydance.stages.generator_switch`, or no weights yet)."""
+    if generator_choice() == "deterministic" or not path.exists():
+        return None
+    from safetensors.torch import load_file
+
+    refiner = FrameRefiner()
+    refiner.load_state_dict(load_file(str(path)))
+    return refiner.eval()

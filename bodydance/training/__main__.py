@@ -1,0 +1,109 @@
+"""``python -m bodydance.training``: make the pairs, train the refiner, commit its weights.
+
+    python -m bodydance.training data                 # pairs into ~/.cache/bodydance/training (resumes)
+    python -m bodydance.training train --steps 3000   # trains (resumes from runs/style_refiner), then
+                                                      # writes bodydance/data/style_refiner.safetensors,
+                                                      # its log and loss curves
+
+On a GPU host the same commands train a larger run (``--batch``, ``--crop``, ``--steps``); training
+runs on the CPU unless ``--device cuda`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from bodydance.stages.generator_switch import WEIGHTS
+from bodydance.training.pairs import DEFAULT_FOLDER as DATA
+from bodydance_client import contract as C
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
+RUN = Path("runs") / "style_refiner"
+CURVES = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "style_refiner_training.png"
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
+                    TimeRemainingColumn())
+
+
+@app.command()
+def data(folder: Path = typer.Option(DATA, help="where the shards go"),
+         train_scenes: int = typer.Option(300, help="training scenes (seeds 0..)"),
+         held_out_scenes: int = typer.Option(50, help="held-out scenes (seeds from scenes.HELD_OUT_SEED)"),
+         poses: int = typer.Option(4, help="target poses per scene"),
+         resolution: int = typer.Option(C.DEFAULT_RESOLUTION)):
+    """Render scenes, fit their photos, run the deterministic path: one shard per scene (skips those made)."""
+    from bodydance.training.pairs import write_shards
+    from bodydance.training.scenes import held_out_seeds, training_seeds
+
+    with _progress() as bar:
+        for name, seeds in (("train", training_seeds(train_scenes)), ("held_out", held_out_seeds(held_out_scenes))):
+            task = bar.add_task(name, total=len(seeds), note="")
+            write_shards(seeds, folder / name, poses, resolution, progress=lambda: bar.advance(task))
+
+
+@app.command()
+def train(folder: Path = typer.Option(DATA / "train", help="training shards"),
+          run: Path = typer.Option(RUN, help="checkpoint and log folder (an existing run resumes)"),
+          steps: int = typer.Option(3000), batch: int = typer.Option(8), crop: int = typer.Option(128),
+          learning_rate: float = typer.Option(1e-3), seed: int = typer.Option(0),
+          device: str = typer.Option("cpu", help="cpu or cuda"),
+          weights: Path = typer.Option(WEIGHTS, help="where the trained weights are written")):
+    """Train the style refiner (resumable), then write its safetensors weights, log and loss curves."""
+    from bodydance.training.pairs import load_shards
+    from bodydance.training.refiner_training import TrainingSettings, export_weights
+    from bodydance.training.refiner_training import train as train_refiner
+
+    if crop % 16:
+        raise typer.BadParameter("must be a multiple of 16", param_hint="--crop")
+    shards = load_shards(folder)
+    if not shards:
+        raise typer.BadParameter(f"no shards in {folder}: run `python -m bodydance.training data` first",
+                                 param_hint="--folder")
+    settings = TrainingSettings(steps=steps, batch=batch, crop=crop, learning_rate=learning_rate, seed=seed)
+    with _progress() as bar:
+        task = bar.add_task("training", total=steps, note="")
+        model = train_refiner(shards, run, settings, device=device,
+                              progress=lambda step, loss: bar.update(task, completed=step, note=f"loss {loss:.4f}"))
+    pairs = sum(len(s["frame"]) for s in shards)
+    metadata = {"steps": str(steps), "settings": json.dumps(settings.__dict__), "training_pairs": str(pairs),
+                "training_scenes": str(len(shards)), "parameters": str(model.parameter_count())}
+    export_weights(model.cpu(), weights, metadata)
+    shutil.copyfile(run / "log.csv", weights.with_name(weights.stem + "_log.csv"))
+    plot_curves(run / "log.csv", CURVES)
+    typer.echo(f"{model.parameter_count()} parameters, {pairs} pairs from {len(shards)} scenes -> {weights}")
+
+
+def plot_curves(log_csv: Path, target: Path) -> Path:
+    """Loss curves (each term, smoothed over 50 steps) from a training log, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = np.genfromtxt(log_csv, delimiter=",", names=True)
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
+    window = max(1, min(50, len(rows) // 10))
+    for axis, name in zip(axes, ("l1", "squared", "ssim", "gradient")):
+        values = np.atleast_1d(rows[name])
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        axis.plot(np.atleast_1d(rows["step"]), values, alpha=0.25, color="tab:blue")
+        axis.plot(np.atleast_1d(rows["step"])[window - 1:], smooth, color="tab:blue")
+        axis.set_title(f"{name} (weighted, person and rim)")
+        axis.set_xlabel("step")
+    fig.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=100)
+    plt.close(fig)
+    return target
+
+
+if __name__ == "__main__":
+    app()

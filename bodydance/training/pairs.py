@@ -1,0 +1,130 @@
+"""Pairs photo(A) -> truth(B) through the project's own subject side, with the *fitted* body.
+
+For each :class:`~bodydance.training.scenes.Scene`: its photo goes through the MediaPipe
+reconstruction and the subject-side stages (exactly what ``bodydance_subject`` runs, in process), so
+the body, camera, mask and plate carry the fitting error a real photo gets; each target pose then
+goes through the deterministic frame path. A pair keeps what the style generator receives, the
+deterministic frame, and the truth drawn by the scene. A learned generator trained on these learns to
+absorb the fit's errors, not only to fill surface.
+
+One shard per scene (``seed_<seed>.npz``), arrays with ``K`` target poses in front:
+
+* subject side: ``source_image [3,N,N]`` uint8, ``background [3,N,N]`` uint8, ``region_style [P,16]`` f32
+* per pose: ``flow [K,2,N,N]`` f16 NDC, ``visibility [K,1,N,N]`` uint8 {0,1}, ``target_parsing [K,1,N,N]``
+  uint8, ``frame [K,N,N,3]`` uint8 (deterministic), ``truth [K,N,N,3]`` uint8, ``truth_person [K,N,N]``
+  bool, ``covisible [K,N,N]`` bool (surface the photo shows)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Iterable, Optional
+
+import numpy as np
+import torch
+
+from bodydance.stages.parsing import ParsingPrior, SourceParser
+from bodydance.stages.reconstruction.frame import BodyGeometry
+from bodydance.stages.style import StyleEncoder, StyleGenerator
+from bodydance.training.scenes import Scene, covisible
+from bodydance_client import contract as C
+from bodydance_client.errors import BodyDanceError
+
+GENERATOR_INPUTS = tuple(s.name for s in C.STYLE_GENERATOR.inputs)
+DEFAULT_FOLDER = Path.home() / ".cache" / "bodydance" / "training"  # train/ and held_out/ shards
+
+
+class DeterministicPath(torch.nn.Module):
+    """The subject-side ONNX stages and the frame path's first two, in process, at one resolution."""
+
+    def __init__(self, resolution: int):
+        super().__init__()
+        self.parser = SourceParser(resolution)
+        self.encoder = StyleEncoder(resolution)
+        self.geometry = BodyGeometry(resolution)
+        self.prior = ParsingPrior(resolution)
+        self.generator = StyleGenerator()
+
+    @torch.no_grad()
+    def subject(self, reconstruction) -> Dict[str, torch.Tensor]:
+        t = {k: torch.from_numpy(np.asarray(getattr(reconstruction, k)))[None]
+             for k in ("source_image", "person_mask", "background", "betas", "source_pose", "camera")}
+        t["source_parsing"], t["source_depth"] = self.parser(t["person_mask"], t["betas"], t["source_pose"], t["camera"])
+        t["region_style"] = self.encoder(t["source_image"], t["person_mask"], t["source_parsing"])
+        return t
+
+    @torch.no_grad()
+    def frames(self, subject: Dict[str, torch.Tensor], poses: np.ndarray, translations: np.ndarray):
+        """-> generator inputs (``[K,...]``) and the deterministic frames ``[K,N,N,3]`` uint8."""
+        k = len(poses)
+        rep = {name: value.expand(k, *value.shape[1:]) for name, value in subject.items()}
+        flow, visibility, parts = self.geometry(rep["betas"], rep["source_pose"], rep["camera"], rep["source_depth"],
+                                                torch.from_numpy(poses), torch.from_numpy(translations))
+        parsing = self.prior(rep["source_parsing"], parts, flow)
+        inputs = {"source_image": rep["source_image"], "background": rep["background"],
+                  "region_style": rep["region_style"], "correspondence_flow": flow, "source_visibility": visibility,
+                  "target_parsing": parsing}
+        frame, _ = self.generator(*(inputs[name] for name in GENERATOR_INPUTS))
+        return inputs, frame
+
+
+def scene_pairs(scene: Scene, reconstruct, path: DeterministicPath, count: int) -> Optional[Dict[str, np.ndarray]]:
+    """One shard's arrays for ``scene`` (see the module docstring), or None when the photo is refused
+    (no person found, too small...): such scenes are skipped, as a user would see the refusal."""
+    photo = scene.photo()
+    try:
+        reconstruction = reconstruct(photo.image)
+    except BodyDanceError:
+        return None
+    subject = path.subject(reconstruction)
+    poses, translations = scene.target_poses(count)
+    inputs, frame = path.frames(subject, poses, translations)
+    truths = scene.render(list(poses), list(translations))
+    return {
+        "seed": np.int64(scene.seed),
+        "source_image": subject["source_image"][0].numpy(),
+        "background": subject["background"][0].numpy(),
+        "region_style": subject["region_style"][0].numpy(),
+        "flow": inputs["correspondence_flow"].numpy().astype(np.float16),
+        "visibility": inputs["source_visibility"].numpy().astype(np.uint8),
+        "target_parsing": inputs["target_parsing"].numpy().astype(np.uint8),
+        "frame": frame.numpy(),
+        "truth": np.stack([t.image for t in truths]),
+        "truth_person": np.stack([t.person for t in truths]),
+        "covisible": np.stack([covisible(photo, t) for t in truths]),
+    }
+
+
+def write_shards(seeds: Iterable[int], folder: Path, poses_per_scene: int, resolution: int = C.DEFAULT_RESOLUTION,
+                 progress=None) -> int:
+    """Make the shards of ``seeds`` not yet in ``folder`` (so an interrupted run resumes); -> shards written."""
+    from bodydance.stages.reconstruction.subject import Reconstructor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = DeterministicPath(resolution)
+    written = 0
+    with Reconstructor(resolution=resolution, frame_person=False) as reconstruct:
+        for seed in seeds:
+            target = folder / f"seed_{seed}.npz"
+            if not target.exists():
+                arrays = scene_pairs(Scene(seed, resolution), reconstruct, path, poses_per_scene)
+                # Refused photos leave an empty marker, so a resumed run does not try them again.
+                partial = target.with_suffix(".partial.npz")
+                np.savez_compressed(partial, **(arrays or {"refused": np.int64(seed)}))
+                partial.rename(target)  # whole shards only: an interrupted write leaves no shard behind
+                written += 1
+            if progress is not None:
+                progress()
+    return written
+
+
+def load_shards(folder: Path) -> list:
+    """The usable shards in ``folder`` (refused scenes left out), as dicts of arrays."""
+    shards = []
+    for path in sorted(Path(folder).glob("seed_*.npz")):
+        if path.name.endswith(".partial.npz"):
+            continue
+        with np.load(path) as data:
+            if "refused" not in data.files:
+                shards.append({k: data[k] for k in data.files})
+    return shards

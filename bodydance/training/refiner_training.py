@@ -1,0 +1,196 @@
+"""Training the style generator's refiner on the data engine's pairs: resumable, seeded, logged.
+
+A step draws ``batch`` pairs and a ``crop x crop`` window around each pair's person (the network is
+convolutional, so it trains on crops and runs on the whole frame), and minimises
+
+* L1 and squared error (what PSNR scores) on the person and their rim, three times as heavy where
+  the photo never showed the surface,
+* ``1 - SSIM`` there (7 x 7 box windows),
+* L1 between image gradients (so filled surface is not left flat),
+
+all on the truth of pose B. Every ``checkpoint_every`` steps the model, optimiser, step and log go to
+``run/checkpoint.pt`` (written whole, then renamed); a run started again continues from there. Each
+step's batch comes from ``seed`` and the step number alone, so a resumed run draws what the
+uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bodydance.stages.refiner import FrameRefiner
+from bodydance.stages.style import generator_planes
+
+UNSEEN_WEIGHT = 3.0
+W_SQUARED = 2.0
+W_SSIM = 0.3
+W_GRADIENT = 0.2
+
+
+@dataclasses.dataclass
+class TrainingSettings:
+    steps: int = 1500
+    batch: int = 8
+    crop: int = 128  # a multiple of 16
+    learning_rate: float = 1e-3
+    seed: int = 0
+    checkpoint_every: int = 50
+
+
+def pair_tensors(shard: Dict[str, np.ndarray], k: int) -> Dict[str, torch.Tensor]:
+    """Pair ``k`` of a shard as ``[1,...]`` float tensors: the refiner's inputs, the truth and loss masks."""
+    image = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float()[None] / 255.0  # noqa: E731
+    source, background = image(shard["source_image"]), image(shard["background"])
+    planes = generator_planes(source, background, torch.from_numpy(shard["region_style"])[None],
+                              torch.from_numpy(shard["visibility"][k]).float()[None],
+                              torch.from_numpy(shard["target_parsing"][k].astype(np.int32))[None])
+    truth_person = torch.from_numpy(shard["truth_person"][k])[None, None].float()
+    unseen = truth_person * (1.0 - torch.from_numpy(shard["covisible"][k])[None, None].float())
+    # The loss looks at the truth's person, ours, and a rim of 4 px around both (misplaced edges).
+    region = F.max_pool2d(torch.maximum(truth_person, planes.person), 9, 1, 4)
+    return {"frame": image(shard["frame"][k].transpose(2, 0, 1)), "background": background,
+            "planes": planes.refiner_inputs(), "truth": image(shard["truth"][k].transpose(2, 0, 1)),
+            "region": region, "unseen": unseen}
+
+
+def _crop_window(region: torch.Tensor, crop: int, rng: np.random.Generator):
+    """A ``crop``-px window (top, left) holding a random pixel of ``region`` ``[1,1,N,N]``."""
+    n = region.shape[-1]
+    rows, cols = np.nonzero(region[0, 0].numpy() > 0.5)
+    if len(rows) == 0:
+        return int(rng.integers(0, n - crop + 1)), int(rng.integers(0, n - crop + 1))
+    i = int(rng.integers(len(rows)))
+    top = int(np.clip(rows[i] - rng.integers(crop // 4, 3 * crop // 4), 0, n - crop))
+    left = int(np.clip(cols[i] - rng.integers(crop // 4, 3 * crop // 4), 0, n - crop))
+    return top, left
+
+
+def draw_batch(shards: List[dict], settings: TrainingSettings, step: int):
+    """The step's batch: (frame, background, planes..., truth, region, unseen) cropped and stacked."""
+    rng = np.random.default_rng([settings.seed, step])
+    items = []
+    for _ in range(settings.batch):
+        shard = shards[int(rng.integers(len(shards)))]
+        pair = pair_tensors(shard, int(rng.integers(len(shard["frame"]))))
+        top, left = _crop_window(pair["region"], settings.crop, rng)
+        window = (slice(None), slice(None), slice(top, top + settings.crop), slice(left, left + settings.crop))
+        flip = rng.random() < 0.5
+        tensors = [pair["frame"], pair["background"], *pair["planes"], pair["truth"], pair["region"], pair["unseen"]]
+        tensors = [t[window] for t in tensors]
+        items.append([t.flip(-1) if flip else t for t in tensors])
+    return [torch.cat(column) for column in zip(*items)]
+
+
+def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """Per-pixel SSIM ``[B,1,H,W]`` of images in [0, 1] (box windows, channels averaged)."""
+    pad = window // 2
+    mean = lambda x: F.avg_pool2d(x, window, 1, pad, count_include_pad=False)  # noqa: E731
+    mu_a, mu_b = mean(a), mean(b)
+    var_a, var_b = mean(a * a) - mu_a ** 2, mean(b * b) - mu_b ** 2
+    cov = mean(a * b) - mu_a * mu_b
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    value = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return value.mean(1, keepdim=True)
+
+
+def losses(pred, truth, region, unseen) -> Dict[str, torch.Tensor]:
+    weight = region * (1.0 + (UNSEEN_WEIGHT - 1.0) * unseen)
+    total_weight = weight.sum().clamp_min(1.0)
+    l1 = ((pred - truth).abs().mean(1, keepdim=True) * weight).sum() / total_weight
+    squared = (((pred - truth) ** 2).mean(1, keepdim=True) * weight).sum() / total_weight
+    ssim = ((1.0 - ssim_map(pred, truth)) * weight).sum() / total_weight
+
+    def gradients(x):
+        return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+    (pdx, pdy), (tdx, tdy) = gradients(pred), gradients(truth)
+    gradient = (((pdx - tdx).abs().mean(1, keepdim=True) * weight[..., :, 1:]).sum()
+                + ((pdy - tdy).abs().mean(1, keepdim=True) * weight[..., 1:, :]).sum()) / (2 * total_weight)
+    return {"l1": l1, "squared": squared, "ssim": ssim, "gradient": gradient,
+            "total": l1 + W_SQUARED * squared + W_SSIM * ssim + W_GRADIENT * gradient}
+
+
+def train(shards: List[dict], run: Path, settings: TrainingSettings, device: str = "cpu", progress=None) -> FrameRefiner:
+    """Train (or resume) in ``run``; returns the refiner at ``settings.steps``."""
+    torch.manual_seed(settings.seed)
+    run.mkdir(parents=True, exist_ok=True)
+    model = FrameRefiner().to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    checkpoint, log_path = run / "checkpoint.pt", run / "log.csv"
+    step, elapsed = 0, 0.0
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        step, elapsed = state["step"], state["elapsed_s"]
+        _truncate_log(log_path, step)
+    new_log = not log_path.exists()
+    with log_path.open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new_log:
+            writer.writerow(["step", "total", "l1", "squared", "ssim", "gradient", "learning_rate", "elapsed_s"])
+        start = time.perf_counter() - elapsed
+        model.train()
+        while step < settings.steps:
+            for group in optimiser.param_groups:
+                group["lr"] = learning_rate_at(step, settings)
+            batch = [t.to(device) for t in draw_batch(shards, settings, step)]
+            frame, background, *planes, truth, region, unseen = batch
+            pred, _ = model(frame, background, *planes)
+            loss = losses(pred, truth, region, unseen)
+            optimiser.zero_grad()
+            loss["total"].backward()
+            optimiser.step()
+            step += 1
+            writer.writerow([step] + [f"{float(loss[k].detach()):.5f}" for k in ("total", "l1", "squared", "ssim", "gradient")]
+                            + [f"{learning_rate_at(step - 1, settings):.6f}", f"{time.perf_counter() - start:.1f}"])
+            if step % settings.checkpoint_every == 0 or step == settings.steps:
+                handle.flush()
+                _save(checkpoint, {"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                                   "step": step,
+                                   "elapsed_s": time.perf_counter() - start, "settings": dataclasses.asdict(settings)})
+            if progress is not None:
+                progress(step, float(loss["total"].detach()))
+    return model.eval()
+
+
+def learning_rate_at(step: int, settings: TrainingSettings) -> float:
+    """Cosine from the set rate down to a twentieth of it over ``settings.steps`` (a function of the
+    step alone, so a resumed run follows the same schedule)."""
+    floor = settings.learning_rate / 20
+    return floor + 0.5 * (settings.learning_rate - floor) * (1 + math.cos(math.pi * min(step, settings.steps) / settings.steps))
+
+
+def _save(path: Path, state: dict) -> None:
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    partial.rename(path)
+
+
+def _truncate_log(log_path: Path, step: int) -> None:
+    """Drop log rows past the checkpoint's step (they are trained again on resume)."""
+    if not log_path.exists():
+        return
+    with log_path.open() as handle:
+        rows = list(csv.reader(handle))
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
+    with log_path.open("w", newline="") as handle:
+        csv.writer(handle).writerows(kept)
+
+
+def export_weights(model: FrameRefiner, target: Path, metadata: Optional[Dict[str, str]] = None) -> Path:
+    """The refiner's weights as safetensors (what the export loads)."""
+    from safetensors.torch import save_file
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(target), metadata=metadata or {})
+    return target
