@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bodydance.stages.refiner import load_refiner
+from bodydance.stages.generator_switch import WEIGHTS
+from bodydance.stages.refiner import read_refiner
 from bodydance.stages.style import StyleGenerator
 from bodydance.training.pairs import DEFAULT_FOLDER as DATA
 from bodydance.training.pairs import GENERATOR_INPUTS, load_shards
@@ -139,9 +140,9 @@ def main():
     parser.add_argument("--pairs", type=int, default=0, help="score at most this many pairs (0: all)")
     parser.add_argument("--rounds", type=int, default=20, help="timing rounds per generator")
     args = parser.parse_args()
-    refiner = load_refiner()
-    if refiner is None:
-        raise SystemExit("no trained refiner (bodydance/data/style_refiner.safetensors) or BODYDANCE_GENERATOR=deterministic")
+    if not WEIGHTS.exists():
+        raise SystemExit(f"no trained refiner at {WEIGHTS}: run `python -m bodydance.training train`")
+    refiner = read_refiner(WEIGHTS)
     shards = load_shards(args.folder)
     if not shards:
         raise SystemExit(f"no held-out shards in {args.folder}: run `python -m bodydance.training data`")

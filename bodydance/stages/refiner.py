@@ -87,13 +87,18 @@ class FrameRefiner(torch.nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def load_refiner(path: Path = WEIGHTS) -> Optional[FrameRefiner]:
-    """The trained refiner, or None for the deterministic generator (switched off by
-    :mod:`~bodydance.stages.generator_switch`, or no weights yet)."""
-    if generator_choice() == "deterministic" or not path.exists():
-        return None
+def read_refiner(path: Path = WEIGHTS) -> FrameRefiner:
+    """The refiner with the weights at ``path`` (safetensors), whatever the switch says."""
     from safetensors.torch import load_file
 
     refiner = FrameRefiner()
     refiner.load_state_dict(load_file(str(path)))
     return refiner.eval()
+
+
+def load_refiner(path: Path = WEIGHTS) -> Optional[FrameRefiner]:
+    """The trained refiner when :mod:`~bodydance.stages.generator_switch` asks for it and its weights
+    are present, else None (the deterministic generator)."""
+    if generator_choice() == "deterministic" or not path.exists():
+        return None
+    return read_refiner(path)

@@ -21,7 +21,7 @@ STAGE_MODULES: Dict[str, Callable[[int], torch.nn.Module]] = {
     C.STYLE_ENCODER.name: StyleEncoder,
     C.BODY_GEOMETRY.name: BodyGeometry,
     C.PARSING_PRIOR.name: ParsingPrior,
-    # The trained refiner when its weights are committed and BODYDANCE_GENERATOR is not "deterministic".
+    # The trained refiner when BODYDANCE_GENERATOR=learned (stages/generator_switch.py).
     C.STYLE_GENERATOR.name: lambda resolution: StyleGenerator(load_refiner()),
 }
 assert set(STAGE_MODULES) == {m.name for m in C.ONNX_STAGES}

@@ -65,6 +65,8 @@ def test_the_switch_goes_back_to_the_deterministic_generator(monkeypatch, tmp_pa
     from safetensors.torch import save_file
 
     save_file(R.FrameRefiner().state_dict(), str(weights))
+    monkeypatch.delenv(generator_switch.GENERATOR_ENV, raising=False)
+    assert R.load_refiner(weights) is None  # the default: the deterministic stand-in
     monkeypatch.setenv(generator_switch.GENERATOR_ENV, "learned")
     assert isinstance(R.load_refiner(weights), R.FrameRefiner)
     assert R.load_refiner(tmp_path / "missing.safetensors") is None  # no weights: the stand-in

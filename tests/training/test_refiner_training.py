@@ -55,8 +55,8 @@ def test_the_loss_falls_when_fitting_one_batch(shards, tmp_path):
         optimiser.step()
     assert float(loss) < 0.97 * first
     # the weights a run writes load back into the refiner
-    from bodydance.stages.refiner import load_refiner
+    from bodydance.stages.refiner import read_refiner
 
     path = export_weights(model, tmp_path / "refiner.safetensors", {"steps": "15"})
-    loaded = load_refiner(path)
+    loaded = read_refiner(path)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
