@@ -147,7 +147,7 @@ def _face_and_hair(arrays: dict, rng: np.random.Generator) -> np.ndarray:
     v = arrays["v_template"]
     paint = np.full(v.shape, np.nan)
     head = arrays["part_labels"] == PART["head"]
-    centre, front, top = v[head].mean(0), v[head][:, 2].max(), v[head][:, 1].max()
+    centre, front = v[head].mean(0), v[head][:, 2].max()
     hair = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))]
     paint[hair_region(arrays, rng.uniform(0.0, 0.02))] = hair
     eye_y = centre[1] + 0.02
