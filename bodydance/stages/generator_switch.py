@@ -25,6 +25,3 @@ def generator_choice() -> str:
         raise ValueError(f"{GENERATOR_ENV} must be one of {', '.join(CHOICES)}, not {choice!r}")
     return choice
 
-
-def uses_learned_generator() -> bool:
-    return generator_choice() == "learned" and WEIGHTS.exists()

@@ -102,10 +102,14 @@ class GeneratorPlanes:
     onehot: torch.Tensor  # [B,P,N,N] target parts
     person: torch.Tensor  # [B,1,N,N] {0,1}: the dancer
     seen: torch.Tensor  # [B,1,N,N] {0,1}: the flow has a source pixel to copy
-    region_colour: torch.Tensor  # [B,3,N,N]: each pixel's part mean colour
     part_style: torch.Tensor  # [B,6,N,N]: each pixel's part mean and std RGB
     refilled: torch.Tensor  # [B,1,N,N] {0,1}: where the plate differs from the photo (the photo's person)
     generated: torch.Tensor  # [B,1,N,N] {0,1}: the dancer or the refilled plate
+
+    @property
+    def region_colour(self) -> torch.Tensor:
+        """``[B,3,N,N]``: each pixel's part mean colour."""
+        return self.part_style[:, :3]
 
     def refiner_inputs(self):
         """The planes :class:`~bodydance.stages.refiner.FrameRefiner` takes after (frame, background)."""
@@ -124,4 +128,4 @@ def generator_planes(source_image, background, region_style, source_visibility, 
     seen = (source_visibility > 0.5).to(source_image.dtype)
     refilled = ((background - source_image).abs().amax(1, keepdim=True) > 1.0 / 512).to(source_image.dtype)
     generated = person + refilled - person * refilled
-    return GeneratorPlanes(onehot, person, seen, style[:, :3], style, refilled, generated)
+    return GeneratorPlanes(onehot, person, seen, style, refilled, generated)
