@@ -36,8 +36,8 @@ def main():
     rng = np.random.default_rng(7)
     body, arrays = BodyModel.open_body(), load_open_body_arrays()
     source_parser, style_encoder, frame_path = SourceParser(N).eval(), StyleEncoder(N).eval(), FramePath(N).eval()
-    shipped = frame_path.geometry.surface.mirror.clone()
-    variants = {"mirror borrowing (shipped)": shipped, "no borrowing (identity map)": torch.arange(len(shipped))}
+    shipped = frame_path.geometry.surface.donor_maps.clone()  # [1,V]: the mirror map
+    variants = {"mirror borrowing (shipped)": shipped, "no borrowing (identity map)": torch.arange(shipped.shape[1])[None]}
     scores = {name: [] for name in variants}
     for _ in range(args.subjects):
         scene = synthetic.Scene(body, arrays, rng)
@@ -55,7 +55,7 @@ def main():
             hole = plate.person_hole(render_a.silhouette.astype(np.float32), render_a.silhouette)
             background = torch.from_numpy((plate.inpaint(photo, hole).astype(np.float32) / 255).transpose(2, 0, 1)[None].copy())
             for name, mirror in variants.items():
-                frame_path.geometry.surface.mirror = mirror
+                frame_path.geometry.surface.donor_maps = mirror
                 out = frame_path(image, betas, source_pose, camera, parsing, depth, style, background,
                                  torch.from_numpy(pose_b[None]), torch.zeros(1, 3))[0][0].numpy()  # (frame, alpha)[0], batch item 0
                 scores[name].append(synthetic.region_scores(out, truth, render_b.silhouette))

@@ -59,6 +59,38 @@ def mirror_map(vertices, tolerance_m: float = 1e-3) -> np.ndarray:
     return index.numpy()
 
 
+def opposite_map(vertices, part_labels, keep_parts=()) -> np.ndarray:
+    """``[V]`` index of the vertex on the far side of each vertex's own limb or trunk.
+
+    vertices ``[V,3]`` m at rest, part_labels ``[V]`` int. Each part, split into its left and right
+    pieces (by the sign of X; a piece straddling X = 0, the torso, stays whole), is reflected through
+    its principal axis line: the back of an arm faces its front, the back of the torso its front on
+    the other side (with :func:`mirror_map`, the same side). Vertices of ``keep_parts`` map to
+    themselves: a face has no far side to lend the back of a head.
+    """
+    rest = np.asarray(vertices, np.float64)
+    labels = np.asarray(part_labels)
+    opposite = np.arange(len(rest))
+    for part in np.unique(labels):
+        if part in keep_parts:
+            continue
+        in_part = labels == part
+        sides = [in_part & (rest[:, 0] < 0), in_part & (rest[:, 0] >= 0)]
+        if min(s.sum() for s in sides) < 0.1 * in_part.sum():  # one piece across the middle
+            sides = [in_part]
+        for piece in sides:
+            index = np.flatnonzero(piece)
+            points = rest[index]
+            centre = points.mean(0)
+            axis = np.linalg.svd(points - centre, full_matrices=False)[2][0]
+            offset = points - centre
+            along = offset @ axis
+            reflected = centre + 2.0 * along[:, None] * axis - offset
+            nearest = torch.cdist(torch.from_numpy(reflected), torch.from_numpy(points)).argmin(1).numpy()
+            opposite[index] = index[nearest]
+    return opposite
+
+
 class BodyModel(torch.nn.Module):
     """SMPL-format LBS: shape blend, joint regression, pose correctives, skinning."""
 

@@ -121,7 +121,10 @@ class PosedBodyRaster(torch.nn.Module):
         self.body = BodyModel.open_body()
         self.raster = MeshRasterizer(arrays["faces"], arrays["v_template"], resolution, max_scale, skinning_stretch())
         self.register_buffer("vertex_part", torch.from_numpy(arrays["part_labels"].astype(np.int64)))
-        self.register_buffer("mirror", torch.from_numpy(open_body_mirror().astype(np.int64)))  # [V]
+        # [D,V]: where a surface point the photo hides looks for a shown point to borrow, in order. Only
+        # the left-right mirror image: the far side of a limb (body.opposite_map) was measured and lost
+        # (benchmarks/hidden_surface.py).
+        self.register_buffer("donor_maps", torch.from_numpy(open_body_mirror().astype(np.int64))[None])
 
     def forward(self, betas, pose, translation, camera):
         points, rotations = self.project(betas, pose, translation, camera)

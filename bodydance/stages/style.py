@@ -66,7 +66,8 @@ class StyleEncoder(torch.nn.Module):
 
 
 class StyleGenerator(torch.nn.Module):
-    """Generator: warp the photo by the flow, fill unseen surface with its part's mean colour; then,
+    """Generator: warp the photo by the flow where it lands on the photo's person, fill unseen surface
+    with its part's mean colour; then,
     with a trained ``refiner`` (:class:`bodydance.stages.refiner.FrameRefiner`), refine what the photo
     did not show confidently. Without one it is the deterministic stand-in.
 
@@ -74,6 +75,10 @@ class StyleGenerator(torch.nn.Module):
     correspondence_flow ``[B,2,N,N]`` NDC, source_visibility ``[B,1,N,N]``, target_parsing ``[B,1,N,N]`` int32)
     -> frame ``[B,N,N,3]`` uint8, frame_alpha ``[B,N,N,1]`` uint8 (255 where the frame differs from the photo).
     """
+
+    # Copy only photo pixels of the person (mask grown): held-out synthetic pairs +0.13 dB on the
+    # person, SSIM +0.003 (benchmarks/hidden_surface.py).
+    COPY_FROM_PERSON_ONLY = True
 
     def __init__(self, refiner: Optional[torch.nn.Module] = None):
         super().__init__()
@@ -83,7 +88,8 @@ class StyleGenerator(torch.nn.Module):
         source_image, background = unit_image(source_image, region_style), unit_image(background, region_style)
         grid = correspondence_flow.permute(0, 2, 3, 1)
         warped = sample_ndc(source_image, grid)
-        planes = generator_planes(source_image, background, region_style, source_visibility, target_parsing)
+        planes = generator_planes(source_image, background, region_style, correspondence_flow, source_visibility,
+                                  target_parsing, self.COPY_FROM_PERSON_ONLY)
         # Blends instead of Where: the masks are exactly 0/1, and ORT's broadcasting Where cost 1.8 ms here.
         body = planes.region_colour + planes.seen * (warped - planes.region_colour)
         out = background + planes.person * (body - background)
@@ -116,8 +122,10 @@ class GeneratorPlanes:
         return self.seen * self.person, self.onehot, self.refilled, self.part_style, self.generated
 
 
-def generator_planes(source_image, background, region_style, source_visibility, target_parsing) -> GeneratorPlanes:
-    """Images as [0, 1] floats ``[B,3,N,N]``; the rest as the generator's inputs."""
+def generator_planes(source_image, background, region_style, correspondence_flow, source_visibility, target_parsing,
+                     copy_from_person_only: bool = True) -> GeneratorPlanes:
+    """Images as [0, 1] floats ``[B,3,N,N]``; the rest as the generator's inputs. ``seen`` is the
+    visibility, less (``copy_from_person_only``) pixels whose flow lands off the photo's person."""
     labels = target_parsing.to(torch.int64)  # [B,1,N,N]
     ids = torch.arange(NUM_PARTS, device=labels.device).reshape(1, -1, 1, 1)
     onehot = (labels == ids).to(source_image.dtype)  # [B,P,N,N]
@@ -125,7 +133,11 @@ def generator_planes(source_image, background, region_style, source_visibility, 
     style = (region_style[..., :6].transpose(1, 2) @ onehot.flatten(2)).reshape(
         source_image.shape[0], 6, *source_image.shape[2:])
     person = (labels > 0).to(source_image.dtype)
-    seen = (source_visibility > 0.5).to(source_image.dtype)
     refilled = ((background - source_image).abs().amax(1, keepdim=True) > 1.0 / 512).to(source_image.dtype)
+    seen = (source_visibility > 0.5).to(source_image.dtype)
+    if copy_from_person_only:
+        # The fitted body's outline in the photo is not the person's: where it reaches past them, the
+        # flow points at background; such pixels take their part's colour instead of a ghost of it.
+        seen = seen * sample_ndc(refilled, correspondence_flow.to(refilled.dtype).permute(0, 2, 3, 1), mode="nearest")
     generated = person + refilled - person * refilled
     return GeneratorPlanes(onehot, person, seen, style, refilled, generated)

@@ -51,6 +51,7 @@ def pair_tensors(shard: Dict[str, np.ndarray], k: int) -> Dict[str, torch.Tensor
     image = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float()[None] / 255.0  # noqa: E731
     source, background = image(shard["source_image"]), image(shard["background"])
     planes = generator_planes(source, background, torch.from_numpy(shard["region_style"])[None],
+                              torch.from_numpy(shard["flow"][k]).float()[None],
                               torch.from_numpy(shard["visibility"][k]).float()[None],
                               torch.from_numpy(shard["target_parsing"][k].astype(np.int32))[None])
     truth_person = torch.from_numpy(shard["truth_person"][k])[None, None].float()

@@ -243,3 +243,23 @@ def test_mirror_map_swaps_left_and_right(arrays):
     lopsided[np.argmax(lopsided[:, 0])] += [0.05, 0.0, 0.0]  # stretch one fingertip of one hand
     with pytest.raises(ValueError, match="not left-right symmetric"):
         mirror_map(lopsided)
+
+
+def test_opposite_map_finds_each_limb_s_far_side(arrays):
+    from bodydance.body import opposite_map
+
+    vertices, parts = arrays["v_template"], arrays["part_labels"]
+    head = PART_NAMES.index("head")
+    opposite = opposite_map(vertices, parts, keep_parts=(head,))
+    assert (parts[opposite] == parts).all()  # stays on its own part
+    assert (np.sign(vertices[opposite, 0]) == np.sign(vertices[:, 0]))[parts == PART_NAMES.index("forearm")].all()
+    assert (opposite[parts == head] == np.flatnonzero(parts == head)).all()
+    # the torso's front (+Z, towards a camera the rest pose faces) maps to its back
+    torso = np.flatnonzero(parts == PART_NAMES.index("torso"))
+    front = torso[vertices[torso, 2] > np.percentile(vertices[torso, 2], 90)]
+    assert (vertices[opposite[front], 2] < vertices[torso, 2].mean()).mean() > 0.95
+    # an upper arm's far side is across its axis: the mean of a point and its opposite lies inside the arm
+    arm = np.flatnonzero((parts == PART_NAMES.index("upper_arm")) & (vertices[:, 0] > 0))
+    middle = (vertices[arm] + vertices[opposite[arm]]) / 2
+    radius = np.linalg.norm(vertices[arm, 1:] - vertices[arm, 1:].mean(0), axis=1).mean()
+    assert np.median(np.linalg.norm(middle[:, 1:] - vertices[arm, 1:].mean(0), axis=1)) < 0.3 * radius

@@ -105,8 +105,8 @@ def test_the_planes_mark_the_refilled_plate_and_the_dancer():
     background[..., :4, :4] += 0.1
     parsing = torch.zeros(1, 1, n, n, dtype=torch.int32)
     parsing[..., 8:, 8:] = 2
-    planes = generator_planes(source, background, torch.rand(1, C.NUM_PARTS, C.STYLE_DIM), torch.ones(1, 1, n, n),
-                              parsing)
+    planes = generator_planes(source, background, torch.rand(1, C.NUM_PARTS, C.STYLE_DIM), torch.zeros(1, 2, n, n),
+                              torch.ones(1, 1, n, n), parsing)
     assert planes.refilled[0, 0, :4, :4].all() and planes.refilled.sum() == 16
     assert planes.generated.sum() == 16 + 64 and np.allclose(planes.part_style[0, :, 9, 9].numpy(),
                                                              planes.part_style[0, :, 12, 12].numpy())

@@ -80,3 +80,27 @@ def test_frame_alpha_covers_where_the_photo_s_person_stood():
     stood = (parsing[0, 0] > 0).numpy() & ~(moved[0, 0] > 0).numpy()
     assert np.all(alpha[stood] == 255)  # the refilled plate differs from the photo there
     assert np.all(alpha[:5, :5] == 0) and np.all(alpha[-5:, -5:] == 0)  # untouched background
+
+
+def test_a_seen_pixel_whose_flow_lands_off_the_photo_s_person_takes_its_part_colour():
+    """The fitted outline reaches past the person: the flow of a pixel marked seen points at the
+    photo's background. It must not paint a ghost of that background onto the dancer."""
+    with torch.no_grad():
+        image, mask, parsing, background = _plate_inputs()
+        style = StyleEncoder(N)(image, mask, parsing)
+        centres = (torch.arange(N, dtype=torch.float32) * 2 + 1) / N - 1
+        yy, xx = torch.meshgrid(centres, centres, indexing="ij")
+        flow = torch.stack([xx, yy])[None]
+        target = parsing.clone()
+        target[..., 24:48, 40:44] = PART["torso"]  # the dancer's torso is 4 px wider than the photo's person
+        visibility = (target > 0).float()  # and the frame path calls all of it seen
+        frame, _ = StyleGenerator()(image, background, style, flow, visibility, target)
+        StyleGenerator.COPY_FROM_PERSON_ONLY = False
+        try:
+            ghost, _ = StyleGenerator()(image, background, style, flow, visibility, target)
+        finally:
+            StyleGenerator.COPY_FROM_PERSON_ONLY = True
+    out, before = frame[0].numpy().astype(float) / 255, ghost[0].numpy().astype(float) / 255
+    assert np.allclose(out[30:44, 40:44], RED, atol=2 / 255)  # the torso's colour, not the backdrop's
+    assert np.allclose(before[30:44, 40:44], GREEN, atol=2 / 255)  # what copying every seen pixel gave
+    assert np.allclose(out[30, 30], RED, atol=2 / 255) and np.allclose(out[16, 30], BLUE, atol=2 / 255)

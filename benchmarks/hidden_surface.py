@@ -1,0 +1,178 @@
+"""Where the photo hides a surface point, or the fit points past the person, whose pixels does a frame copy?
+
+An ablation of the deterministic frame path on held-out synthetic scenes (``scenes.held_out_seeds``:
+clothed, textured people on real photos, never trained on). Each photo goes through the real subject
+side with the **fitted** body, as ``python -m bodydance.training data`` does; every target pose then
+runs the deterministic frame path once per variant, on the same inputs:
+
+* ``part mean``: nothing borrowed; a hidden point takes its part's mean colour;
+* ``mirror``: the left-right mirror image borrowed (the frame path before this benchmark);
+* ``mirror, lent from inside``: only from ``BodyGeometry.LEND_INSIDE_PX`` inside the fitted outline;
+* ``far side too``: then the far side of the point's own part, then of its mirror image
+  (:func:`bodydance.body.opposite_map`: the front of a sleeve for its back), as the issue suggested;
+* ``shipped``: mirror lent from inside, and pixels copied only where the flow lands on the photo's
+  person (``StyleGenerator.COPY_FROM_PERSON_ONLY``);
+* ``shipped + far side``.
+
+PSNR and SSIM against the scene's true render, on the person, on its co-visible part and on the
+surface the photo never drew; paired differences (shipped minus each other) with 95 % bootstrap
+intervals over scenes; and the eager frame path's time per frame with each variant, rounds alternating.
+
+    python benchmarks/hidden_surface.py [--scenes 50] [--poses 4]
+Writes benchmarks/results/hidden_surface.{md,json} and hidden_surface_sheet.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from rich.progress import track
+
+from bodydance.body import load_open_body_arrays, opposite_map
+from bodydance.stages.reconstruction.subject import Reconstructor
+from bodydance.training.pairs import DeterministicPath
+from bodydance.training.scenes import Scene, covisible, held_out_seeds
+from bodydance_client import contract as C
+from bodydance_client.errors import BodyDanceError
+from learned_generator import REGIONS, paired_interval
+from synthetic_transfer import region_scores
+
+RESULTS = Path(__file__).parent / "results"
+SHIPPED = "shipped"
+BASELINES = ("mirror", "part mean", "shipped + far side")
+SHEET = ("part mean", "mirror", SHIPPED, "shipped + far side")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    donor_maps: torch.Tensor  # [D,V] vertex maps tried in order for a hidden point
+    lend_inside_px: int
+    copy_from_person_only: bool
+
+    def apply(self, path: DeterministicPath):
+        path.geometry.surface.donor_maps = self.donor_maps
+        path.geometry.LEND_INSIDE_PX = self.lend_inside_px
+        path.generator.COPY_FROM_PERSON_ONLY = self.copy_from_person_only
+
+
+def variants(path: DeterministicPath):
+    """Name -> :class:`Variant`, ``shipped`` being the path as it comes."""
+    shipped = Variant(path.geometry.surface.donor_maps.clone(), path.geometry.LEND_INSIDE_PX,
+                      path.generator.COPY_FROM_PERSON_ONLY)
+    mirror = shipped.donor_maps[0]
+    arrays = load_open_body_arrays()
+    opposite = torch.from_numpy(opposite_map(arrays["v_template"], arrays["part_labels"],
+                                             keep_parts=(C.PART_NAMES.index("head"),)))
+    far_side = torch.stack([mirror, opposite, mirror[opposite]])
+    return {"part mean": Variant(torch.arange(len(mirror))[None], 0, False),
+            "mirror": Variant(mirror[None], 0, False),
+            "mirror, lent from inside": Variant(mirror[None], shipped.lend_inside_px, False),
+            "far side too": Variant(far_side, shipped.lend_inside_px, False),
+            SHIPPED: shipped,
+            "shipped + far side": dataclasses.replace(shipped, donor_maps=far_side)}
+
+
+def score_scenes(seeds, poses_per_scene: int, resolution: int):
+    path = DeterministicPath(resolution).eval()
+    chosen = variants(path)
+    rows, sheet, refused, timed = [], [], 0, None
+    with Reconstructor(resolution=resolution, frame_person=False) as reconstruct:
+        for seed in track(list(seeds), description="scenes"):
+            scene = Scene(seed, resolution)
+            photo = scene.photo()
+            try:
+                subject = path.subject(reconstruct(photo.image))
+            except BodyDanceError:
+                refused += 1
+                continue
+            poses, translations = scene.target_poses(poses_per_scene)
+            truths = scene.render(list(poses), list(translations))
+            timed = timed or (subject, poses, translations)
+            frames = {}
+            for name, variant in chosen.items():
+                variant.apply(path)
+                frames[name] = path.frames(subject, poses, translations)[1].numpy()
+            for k, truth in enumerate(truths):
+                shown = covisible(photo, truth)
+                masks = {"person": truth.person, "covisible": truth.person & shown, "unseen": truth.person & ~shown}
+                row = {"seed": seed, "pose": k}
+                for name, frame in frames.items():
+                    for region in REGIONS:
+                        row[f"{name} psnr {region}"], row[f"{name} ssim {region}"] = region_scores(
+                            frame[k], truth.image, masks[region])
+                rows.append(row)
+            if len(sheet) < 6:
+                sheet.append(np.concatenate([photo.image, truths[0].image] + [frames[n][0] for n in SHEET], 1))
+    chosen[SHIPPED].apply(path)
+    return rows, sheet, refused, path, timed
+
+
+def frame_path_cost(path: DeterministicPath, timed: tuple, rounds: int):
+    """Median eager ms per frame (batch 1) of the deterministic frame path with each variant, on one
+    held-out ``(subject, poses, translations)``."""
+    chosen = variants(path)
+    subject, poses, translations = timed
+    timings = {name: [] for name in chosen}
+    for _ in range(rounds):
+        for name, variant in chosen.items():
+            variant.apply(path)
+            start = time.perf_counter()
+            path.frames(subject, poses[:1], translations[:1])
+            timings[name].append((time.perf_counter() - start) * 1000)
+    chosen[SHIPPED].apply(path)
+    return {name: float(np.median(t)) for name, t in timings.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenes", type=int, default=50)
+    parser.add_argument("--poses", type=int, default=4, help="target poses per scene")
+    parser.add_argument("--rounds", type=int, default=20, help="timing rounds per chain")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    resolution = C.DEFAULT_RESOLUTION
+    rows, sheet, refused, path, timed = score_scenes(held_out_seeds(args.scenes), args.poses, resolution)
+    names = list(variants(path))
+    summary = {}
+    for region in REGIONS:
+        for metric in ("psnr", "ssim"):
+            key = f"{metric} {region}"
+            entry = {name: float(np.nanmean([r[f"{name} {key}"] for r in rows])) for name in names}
+            for base in BASELINES:
+                mean, interval, count = paired_interval(rows, f"{SHIPPED} {key}", f"{base} {key}")
+                entry[f"gain over {base}"] = {"mean": mean, "interval_95": interval, "pairs": count}
+            summary[key] = entry
+    cost = frame_path_cost(path, timed, args.rounds)
+    scenes = len({r["seed"] for r in rows})
+    result = {"scenes": scenes, "refused": refused, "pairs": len(rows), "summary": summary,
+              "frame_path_ms": cost, "per_pair": rows}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "hidden_surface.json").write_text(json.dumps(result, indent=1))
+    lines = [f"# Borrowing for hidden surface: {len(rows)} held-out pairs from {scenes} scenes "
+             f"({refused} photos refused by the fit), fitted subjects, {resolution} px, deterministic generator", "",
+             "Gain = shipped minus the other, paired per pair; 95 % interval by bootstrap over scenes.", "",
+             "| measure | " + " | ".join(names) + " | " + " | ".join(f"shipped - {b}" for b in BASELINES) + " |",
+             "|---|" + "---|" * (len(names) + len(BASELINES))]
+    for key, entry in summary.items():
+        gains = [entry[f"gain over {b}"] for b in BASELINES]
+        lines.append(f"| {key} | " + " | ".join(f"{entry[n]:.3f}" for n in names) + " | " + " | ".join(
+            f"{g['mean']:+.3f} [{g['interval_95'][0]:+.3f}, {g['interval_95'][1]:+.3f}]" for g in gains) + " |")
+    lines += ["", f"Deterministic frame path per frame, eager PyTorch on this CPU, batch 1, median of {args.rounds} "
+              "alternating rounds: " + ", ".join(f"{n} {ms:.1f} ms" for n, ms in cost.items())
+              + f" (shipped / mirror = {cost[SHIPPED] / cost['mirror']:.2f}).", "",
+              "Sheet (`hidden_surface_sheet.png`), per row: photo, truth, " + ", ".join(SHEET) + "."]
+    (RESULTS / "hidden_surface.md").write_text("\n".join(lines) + "\n")
+    if sheet:
+        Image.fromarray(np.concatenate(sheet, 0)).save(RESULTS / "hidden_surface_sheet.png")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
