@@ -14,12 +14,18 @@ runs the deterministic frame path once per variant, on the same inputs:
   person (``StyleGenerator.COPY_FROM_PERSON_ONLY``);
 * ``shipped + far side``.
 
-PSNR and SSIM against the scene's true render, on the person, on its co-visible part and on the
-surface the photo never drew; paired differences (shipped minus each other) with 95 % bootstrap
-intervals over scenes; and the eager frame path's time per frame with each variant, rounds alternating.
+``--study reach`` instead varies how far past the bare body the photo's pixels are carried (hair,
+loose clothes): the frame path's margin and parsing reach (N/24 as shipped; N/16, N/12, N/8) with the
+source parsing grown at least as far.
 
-    python benchmarks/hidden_surface.py [--scenes 50] [--poses 4]
-Writes benchmarks/results/hidden_surface.{md,json} and hidden_surface_sheet.png.
+PSNR and SSIM against the scene's true render, on the person, on its co-visible part, on the
+surface the photo never drew and on the whole frame; paired differences (shipped minus each other)
+with 95 % bootstrap intervals over scenes; and the eager frame path's time per frame with each
+variant, rounds alternating.
+
+    python benchmarks/hidden_surface.py [--study borrowing|reach] [--scenes 50] [--poses 4]
+Writes benchmarks/results/hidden_surface.{md,json} and hidden_surface_sheet.png (reach:
+hidden_surface_reach.*).
 """
 
 from __future__ import annotations
@@ -46,8 +52,7 @@ from synthetic_transfer import region_scores
 
 RESULTS = Path(__file__).parent / "results"
 SHIPPED = "shipped"
-BASELINES = ("mirror", "part mean", "shipped + far side")
-SHEET = ("part mean", "mirror", SHIPPED, "shipped + far side")
+REGIONS_SCORED = REGIONS + ("frame",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,32 +60,59 @@ class Variant:
     donor_maps: torch.Tensor  # [D,V] vertex maps tried in order for a hidden point
     lend_inside_px: int
     copy_from_person_only: bool
+    reach_px: int  # how far past the bare body the flow and the target parsing go
+    source_grow_px: int  # how far the source parsing grows the fitted body's parts into the person mask
 
     def apply(self, path: DeterministicPath):
         path.geometry.surface.donor_maps = self.donor_maps
         path.geometry.LEND_INSIDE_PX = self.lend_inside_px
         path.generator.COPY_FROM_PERSON_ONLY = self.copy_from_person_only
+        path.geometry.margin, path.prior.reach = self.reach_px, self.reach_px
+        path.geometry.fill_levels = int(np.ceil(np.log2(self.reach_px))) + 1
+        path.parser.grow_steps = self.source_grow_px
 
 
-def variants(path: DeterministicPath):
-    """Name -> :class:`Variant`, ``shipped`` being the path as it comes."""
-    shipped = Variant(path.geometry.surface.donor_maps.clone(), path.geometry.LEND_INSIDE_PX,
-                      path.generator.COPY_FROM_PERSON_ONLY)
+def shipped_variant(path: DeterministicPath) -> Variant:
+    return Variant(path.geometry.surface.donor_maps.clone(), path.geometry.LEND_INSIDE_PX,
+                   path.generator.COPY_FROM_PERSON_ONLY, path.geometry.margin, path.parser.grow_steps)
+
+
+def borrowing_variants(path: DeterministicPath):
+    """Name -> :class:`Variant` for the borrowing study, ``shipped`` being the path as it comes."""
+    shipped = shipped_variant(path)
     mirror = shipped.donor_maps[0]
     arrays = load_open_body_arrays()
     opposite = torch.from_numpy(opposite_map(arrays["v_template"], arrays["part_labels"],
                                              keep_parts=(C.PART_NAMES.index("head"),)))
     far_side = torch.stack([mirror, opposite, mirror[opposite]])
-    return {"part mean": Variant(torch.arange(len(mirror))[None], 0, False),
-            "mirror": Variant(mirror[None], 0, False),
-            "mirror, lent from inside": Variant(mirror[None], shipped.lend_inside_px, False),
-            "far side too": Variant(far_side, shipped.lend_inside_px, False),
+    return {"part mean": dataclasses.replace(shipped, donor_maps=torch.arange(len(mirror))[None], lend_inside_px=0,
+                                             copy_from_person_only=False),
+            "mirror": dataclasses.replace(shipped, donor_maps=mirror[None], lend_inside_px=0, copy_from_person_only=False),
+            "mirror, lent from inside": dataclasses.replace(shipped, donor_maps=mirror[None], copy_from_person_only=False),
+            "far side too": dataclasses.replace(shipped, donor_maps=far_side, copy_from_person_only=False),
             SHIPPED: shipped,
             "shipped + far side": dataclasses.replace(shipped, donor_maps=far_side)}
 
 
-def score_scenes(seeds, poses_per_scene: int, resolution: int):
+def reach_variants(path: DeterministicPath):
+    """Name -> :class:`Variant` for the reach study."""
+    shipped, n = shipped_variant(path), path.geometry.resolution
+    wider = {f"reach N/{d}": dataclasses.replace(shipped, reach_px=n // d, source_grow_px=max(shipped.source_grow_px, n // d))
+             for d in (16, 12, 8)}
+    return {SHIPPED: shipped, **wider}
+
+
+# study -> (variants, the variants the shipped one is compared with, the variants the sheet shows)
+STUDIES = {
+    "borrowing": (borrowing_variants, ("mirror", "part mean", "shipped + far side"),
+                  ("part mean", "mirror", SHIPPED, "shipped + far side")),
+    "reach": (reach_variants, ("reach N/16", "reach N/12", "reach N/8"), (SHIPPED, "reach N/12", "reach N/8")),
+}
+
+
+def score_scenes(study: str, seeds, poses_per_scene: int, resolution: int):
     path = DeterministicPath(resolution).eval()
+    variants, _, shown_on_sheet = STUDIES[study]
     chosen = variants(path)
     rows, sheet, refused, timed = [], [], 0, None
     with Reconstructor(resolution=resolution, frame_person=False) as reconstruct:
@@ -88,41 +120,43 @@ def score_scenes(seeds, poses_per_scene: int, resolution: int):
             scene = Scene(seed, resolution)
             photo = scene.photo()
             try:
-                subject = path.subject(reconstruct(photo.image))
+                reconstruction = reconstruct(photo.image)
             except BodyDanceError:
                 refused += 1
                 continue
             poses, translations = scene.target_poses(poses_per_scene)
             truths = scene.render(list(poses), list(translations))
-            timed = timed or (subject, poses, translations)
             frames = {}
             for name, variant in chosen.items():
                 variant.apply(path)
+                subject = path.subject(reconstruction)  # the source parsing's growth may differ
                 frames[name] = path.frames(subject, poses, translations)[1].numpy()
+                timed = timed or (reconstruction, poses, translations)
             for k, truth in enumerate(truths):
                 shown = covisible(photo, truth)
-                masks = {"person": truth.person, "covisible": truth.person & shown, "unseen": truth.person & ~shown}
+                masks = {"person": truth.person, "covisible": truth.person & shown, "unseen": truth.person & ~shown,
+                         "frame": np.ones_like(truth.person)}
                 row = {"seed": seed, "pose": k}
                 for name, frame in frames.items():
-                    for region in REGIONS:
+                    for region in REGIONS_SCORED:
                         row[f"{name} psnr {region}"], row[f"{name} ssim {region}"] = region_scores(
                             frame[k], truth.image, masks[region])
                 rows.append(row)
             if len(sheet) < 6:
-                sheet.append(np.concatenate([photo.image, truths[0].image] + [frames[n][0] for n in SHEET], 1))
+                sheet.append(np.concatenate([photo.image, truths[0].image] + [frames[n][0] for n in shown_on_sheet], 1))
     chosen[SHIPPED].apply(path)
     return rows, sheet, refused, path, timed
 
 
-def frame_path_cost(path: DeterministicPath, timed: tuple, rounds: int):
+def frame_path_cost(path: DeterministicPath, chosen: dict, timed: tuple, rounds: int):
     """Median eager ms per frame (batch 1) of the deterministic frame path with each variant, on one
-    held-out ``(subject, poses, translations)``."""
-    chosen = variants(path)
-    subject, poses, translations = timed
+    held-out ``(reconstruction, poses, translations)``."""
+    reconstruction, poses, translations = timed
     timings = {name: [] for name in chosen}
     for _ in range(rounds):
         for name, variant in chosen.items():
             variant.apply(path)
+            subject = path.subject(reconstruction)
             start = time.perf_counter()
             path.frames(subject, poses[:1], translations[:1])
             timings[name].append((time.perf_counter() - start) * 1000)
@@ -132,45 +166,50 @@ def frame_path_cost(path: DeterministicPath, timed: tuple, rounds: int):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--study", choices=tuple(STUDIES), default="borrowing")
     parser.add_argument("--scenes", type=int, default=50)
     parser.add_argument("--poses", type=int, default=4, help="target poses per scene")
     parser.add_argument("--rounds", type=int, default=20, help="timing rounds per chain")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     resolution = C.DEFAULT_RESOLUTION
-    rows, sheet, refused, path, timed = score_scenes(held_out_seeds(args.scenes), args.poses, resolution)
-    names = list(variants(path))
+    rows, sheet, refused, path, timed = score_scenes(args.study, held_out_seeds(args.scenes), args.poses, resolution)
+    variants, baselines, shown_on_sheet = STUDIES[args.study]
+    chosen = variants(path)
+    names = list(chosen)
     summary = {}
-    for region in REGIONS:
+    for region in REGIONS_SCORED:
         for metric in ("psnr", "ssim"):
             key = f"{metric} {region}"
             entry = {name: float(np.nanmean([r[f"{name} {key}"] for r in rows])) for name in names}
-            for base in BASELINES:
+            for base in baselines:
                 mean, interval, count = paired_interval(rows, f"{SHIPPED} {key}", f"{base} {key}")
                 entry[f"gain over {base}"] = {"mean": mean, "interval_95": interval, "pairs": count}
             summary[key] = entry
-    cost = frame_path_cost(path, timed, args.rounds)
+    cost = frame_path_cost(path, chosen, timed, args.rounds)
     scenes = len({r["seed"] for r in rows})
-    result = {"scenes": scenes, "refused": refused, "pairs": len(rows), "summary": summary,
+    stem = "hidden_surface" if args.study == "borrowing" else f"hidden_surface_{args.study}"
+    result = {"study": args.study, "scenes": scenes, "refused": refused, "pairs": len(rows), "summary": summary,
               "frame_path_ms": cost, "per_pair": rows}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "hidden_surface.json").write_text(json.dumps(result, indent=1))
-    lines = [f"# Borrowing for hidden surface: {len(rows)} held-out pairs from {scenes} scenes "
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    title = {"borrowing": "Borrowing for hidden surface", "reach": "Reach past the bare body"}[args.study]
+    lines = [f"# {title}: {len(rows)} held-out pairs from {scenes} scenes "
              f"({refused} photos refused by the fit), fitted subjects, {resolution} px, deterministic generator", "",
              "Gain = shipped minus the other, paired per pair; 95 % interval by bootstrap over scenes.", "",
-             "| measure | " + " | ".join(names) + " | " + " | ".join(f"shipped - {b}" for b in BASELINES) + " |",
-             "|---|" + "---|" * (len(names) + len(BASELINES))]
+             "| measure | " + " | ".join(names) + " | " + " | ".join(f"shipped - {b}" for b in baselines) + " |",
+             "|---|" + "---|" * (len(names) + len(baselines))]
     for key, entry in summary.items():
-        gains = [entry[f"gain over {b}"] for b in BASELINES]
+        gains = [entry[f"gain over {b}"] for b in baselines]
         lines.append(f"| {key} | " + " | ".join(f"{entry[n]:.3f}" for n in names) + " | " + " | ".join(
             f"{g['mean']:+.3f} [{g['interval_95'][0]:+.3f}, {g['interval_95'][1]:+.3f}]" for g in gains) + " |")
     lines += ["", f"Deterministic frame path per frame, eager PyTorch on this CPU, batch 1, median of {args.rounds} "
               "alternating rounds: " + ", ".join(f"{n} {ms:.1f} ms" for n, ms in cost.items())
-              + f" (shipped / mirror = {cost[SHIPPED] / cost['mirror']:.2f}).", "",
-              "Sheet (`hidden_surface_sheet.png`), per row: photo, truth, " + ", ".join(SHEET) + "."]
-    (RESULTS / "hidden_surface.md").write_text("\n".join(lines) + "\n")
+              + f" (shipped / {baselines[0]} = {cost[SHIPPED] / cost[baselines[0]]:.2f}).", "",
+              f"Sheet (`{stem}_sheet.png`), per row: photo, truth, " + ", ".join(shown_on_sheet) + "."]
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     if sheet:
-        Image.fromarray(np.concatenate(sheet, 0)).save(RESULTS / "hidden_surface_sheet.png")
+        Image.fromarray(np.concatenate(sheet, 0)).save(RESULTS / f"{stem}_sheet.png")
     print("\n".join(lines))
 
 

@@ -6,8 +6,10 @@ fitted open-body mesh drawn over the letterboxed photo (the reconstruction as
 the frame path sees it), and a contact sheet of the photo dancing a bundled
 template.
 
-    python benchmarks/real_photos.py
-Writes benchmarks/results/real_<name>_overlay.png and real_<name>_sheet.png.
+    python benchmarks/real_photos.py                               # the default, deterministic generator
+    BODYDANCE_GENERATOR=learned python benchmarks/real_photos.py   # the trained refiner
+Writes benchmarks/results/real_<name>_overlay.png and real_<name>_sheet.png (real_<name>_sheet_learned.png
+with the refiner); once both sheets exist, real_<name>_before_after.png stacks them (deterministic above).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from PIL import Image
 from bodydance.body import BodyModel, load_open_body_arrays
 from bodydance.reference_render import part_image, rasterize
 from bodydance.serving.repository import REPOSITORY_ROOT
+from bodydance.stages.generator_switch import generator_choice
 from bodydance.serving.server import EmbeddedTritonServer
 from bodydance_client.sdk import BodyDanceClient
 from bodydance_client.video import contact_sheet
@@ -56,9 +59,19 @@ def overlay(subject, body, arrays) -> np.ndarray:
     return image.round().astype(np.uint8)
 
 
+def stack_before_after(name: str) -> None:
+    """real_<name>_before_after.png: the deterministic sheet above the learned one, when both exist."""
+    sheets = [RESULTS / f"real_{name}_sheet{suffix}.png" for suffix in ("", "_learned")]
+    if all(p.exists() for p in sheets):
+        images = [np.asarray(Image.open(p).convert("RGB")) for p in sheets]
+        if images[0].shape == images[1].shape:
+            Image.fromarray(np.concatenate(images, 0)).save(RESULTS / f"real_{name}_before_after.png")
+
+
 def main():
     RESULTS.mkdir(exist_ok=True)
     body, arrays = BodyModel.open_body(), load_open_body_arrays()
+    suffix = "" if generator_choice() == "deterministic" else "_learned"
     ensure_exported(REPOSITORY_ROOT / "cpu")
     with EmbeddedTritonServer(REPOSITORY_ROOT / "cpu") as server, BodyDanceClient(server.grpc_url) as client:
         client.wait_until_ready()
@@ -67,7 +80,8 @@ def main():
             Image.fromarray(np.concatenate([subject.tensors["source_image"][0].transpose(1, 2, 0), overlay(subject, body, arrays)], 1)
                             ).save(RESULTS / f"real_{name}_overlay.png")
             frames = list(client.frames(subject, "disco"))
-            contact_sheet(frames[::16][:11], RESULTS / f"real_{name}_sheet.png", photo=subject.photo)
+            contact_sheet(frames[::16][:11], RESULTS / f"real_{name}_sheet{suffix}.png", photo=subject.photo)
+            stack_before_after(name)
             print(f"{name}: {photo.shape[1]}x{photo.shape[0]}, person_count {subject.person_count}, "
                   f"camera {np.round(subject.tensors['camera'][0], 3)}, betas[0] {subject.tensors['betas'][0, 0]:.2f}")
 

@@ -226,3 +226,24 @@ def test_a_hidden_arm_borrows_its_mirror_image():
     keep = arm[rows, mirror_cols] & (visible[0, 0].numpy()[rows, cols] > 0)
     gap_px = np.abs(flow[0].numpy()[:, rows[keep], cols[keep]] - flow[0].numpy()[:, rows[keep], mirror_cols[keep]]) * N / 2
     assert np.median(gap_px.max(0)) < 1.0
+
+
+def test_mirror_images_are_lent_only_from_inside_the_fitted_outline():
+    """The same profile photo: with the lending margin wider than the near arm, nothing is lent, and
+    the hidden arm is left unseen (its part's colour) rather than copied from the arm's edge."""
+    a_pose = torch.zeros(1, 24, 3)
+    a_pose[0, 16, 2], a_pose[0, 17, 2] = -1.2, 1.2
+    profile = a_pose.clone()
+    profile[0, 0, 1] = np.pi / 2
+    camera = torch.tensor([[0.9, 0.0, 0.05]])
+    geometry = BodyGeometry(N)
+    seen = {}
+    with torch.no_grad():
+        depth = geometry.source_depth(torch.zeros(1, 10), profile, camera)
+        for inside_px in (BodyGeometry.LEND_INSIDE_PX, N // 4):
+            geometry.LEND_INSIDE_PX = inside_px
+            _, visible, parts = geometry(torch.zeros(1, 10), profile, camera, depth, a_pose, torch.zeros(1, 3))
+            arm = np.isin(parts[0, 0].numpy(), [PART_NAMES.index("upper_arm"), PART_NAMES.index("forearm")])
+            arm[:, : N // 2] = False  # the hidden (left) arm
+            seen[inside_px] = visible[0, 0].numpy()[arm].mean()
+    assert seen[BodyGeometry.LEND_INSIDE_PX] > 0.5 and seen[N // 4] < 0.05
