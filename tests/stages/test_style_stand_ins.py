@@ -44,14 +44,19 @@ def _plate_inputs():
     return image, mask, parsing, (torch.tensor(GREEN).reshape(1, 3, 1, 1).expand(1, 3, N, N).clone())
 
 
+def _identity_flow():
+    """``[1,2,N,N]`` NDC: every pixel copies the photo's own pixel."""
+    centres = (torch.arange(N, dtype=torch.float32) * 2 + 1) / N - 1
+    yy, xx = torch.meshgrid(centres, centres, indexing="ij")
+    return torch.stack([xx, yy])[None]
+
+
 def test_style_generator_copies_seen_pixels_fills_unseen_ones_and_keeps_the_background():
     image, mask, parsing = _scene()
     with torch.no_grad():
         image, mask, parsing, background = _plate_inputs()
         style = StyleEncoder(N)(image, mask, parsing)
-        centres = (torch.arange(N, dtype=torch.float32) * 2 + 1) / N - 1
-        yy, xx = torch.meshgrid(centres, centres, indexing="ij")
-        flow = torch.stack([xx, yy])[None]
+        flow = _identity_flow()
         target = parsing.clone()
         target[..., 48:56, 24:32] = PART["hand"]  # body surface the photo never showed
         visibility = ((target > 0) & (target != PART["hand"])).float()
@@ -88,9 +93,7 @@ def test_a_seen_pixel_whose_flow_lands_off_the_photo_s_person_takes_its_part_col
     with torch.no_grad():
         image, mask, parsing, background = _plate_inputs()
         style = StyleEncoder(N)(image, mask, parsing)
-        centres = (torch.arange(N, dtype=torch.float32) * 2 + 1) / N - 1
-        yy, xx = torch.meshgrid(centres, centres, indexing="ij")
-        flow = torch.stack([xx, yy])[None]
+        flow = _identity_flow()
         target = parsing.clone()
         target[..., 24:48, 40:44] = PART["torso"]  # the dancer's torso is 4 px wider than the photo's person
         visibility = (target > 0).float()  # and the frame path calls all of it seen
