@@ -67,9 +67,9 @@ class StyleEncoder(torch.nn.Module):
 
 class StyleGenerator(torch.nn.Module):
     """Generator: warp the photo by the flow where it lands on the photo's person, fill unseen surface
-    with its part's mean colour; then,
-    with a trained ``refiner`` (:class:`bodydance.stages.refiner.FrameRefiner`), refine what the photo
-    did not show confidently. Without one it is the deterministic stand-in.
+    with its part's mean colour; then, with a trained ``refiner``
+    (:class:`bodydance.stages.refiner.FrameRefiner`), refine what the photo did not show confidently.
+    Without one it is the deterministic stand-in.
 
     (source_image ``[B,3,N,N]`` uint8, background ``[B,3,N,N]`` uint8, region_style ``[B,P,16]``,
     correspondence_flow ``[B,2,N,N]`` NDC, source_visibility ``[B,1,N,N]``, target_parsing ``[B,1,N,N]`` int32)

@@ -203,14 +203,19 @@ def test_every_triangle_of_the_bundled_dances_fits_its_raster_window():
         assert (needed <= sides).all(), f"{name}: {(needed > sides).sum()} triangles outgrow their windows"
 
 
-def test_a_hidden_arm_borrows_its_mirror_image():
-    """Photo in profile, arms down: the far (left) arm hides behind the torso. Facing the camera, the
-    left arm's pixels copy from the near (right) arm, at the mirror image of each surface point."""
+def _profile_photo():
+    """(arms-down pose, the same turned so the body's right side faces the camera, camera), ``[1,...]``."""
     a_pose = torch.zeros(1, 24, 3)
     a_pose[0, 16, 2], a_pose[0, 17, 2] = -1.2, 1.2  # both shoulders down
     profile = a_pose.clone()
-    profile[0, 0, 1] = np.pi / 2  # turned: the body's right side faces the camera
-    camera = torch.tensor([[0.9, 0.0, 0.05]])
+    profile[0, 0, 1] = np.pi / 2
+    return a_pose, profile, torch.tensor([[0.9, 0.0, 0.05]])
+
+
+def test_a_hidden_arm_borrows_its_mirror_image():
+    """Photo in profile, arms down: the far (left) arm hides behind the torso. Facing the camera, the
+    left arm's pixels copy from the near (right) arm, at the mirror image of each surface point."""
+    a_pose, profile, camera = _profile_photo()
     geometry = BodyGeometry(N)
     with torch.no_grad():
         depth = geometry.source_depth(torch.zeros(1, 10), profile, camera)
@@ -231,11 +236,7 @@ def test_a_hidden_arm_borrows_its_mirror_image():
 def test_mirror_images_are_lent_only_from_inside_the_fitted_outline():
     """The same profile photo: with the lending margin wider than the near arm, nothing is lent, and
     the hidden arm is left unseen (its part's colour) rather than copied from the arm's edge."""
-    a_pose = torch.zeros(1, 24, 3)
-    a_pose[0, 16, 2], a_pose[0, 17, 2] = -1.2, 1.2
-    profile = a_pose.clone()
-    profile[0, 0, 1] = np.pi / 2
-    camera = torch.tensor([[0.9, 0.0, 0.05]])
+    a_pose, profile, camera = _profile_photo()
     geometry = BodyGeometry(N)
     seen = {}
     with torch.no_grad():
