@@ -100,12 +100,12 @@ def decode(path: Path) -> list:
         return [f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[0])]
 
 
-def animate(client: BodyDanceClient, photo: np.ndarray, template, workdir: Path, name: str):
+def animate(client: BodyDanceClient, photo: np.ndarray, template, workdir: Path, name: str, keep_in_frame: bool = True):
     """(subject, decoded output frames, warnings) through ``animate`` and the written MP4."""
     path = workdir / f"{name}.mp4"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        subject = client.animate(photo, template, path)
+        subject = client.animate(photo, template, path, keep_in_frame=keep_in_frame)
     with av.open(str(path)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[0])]
     return subject, frames, [str(w.message) for w in caught]
@@ -246,7 +246,8 @@ def self_imitation(client, args, workdir: Path) -> dict:
         entry = {"dancer_tracked_in_photo": masks[s] is not None}
         result["sources"][str(s)] = entry
         try:
-            subject, out, caught = animate(client, frames[s], rebase(template, s), workdir, f"source_{s}")
+            # The protocol compares frame t with real frame t: the template's own root offsets, unmoved.
+            subject, out, caught = animate(client, frames[s], rebase(template, s), workdir, f"source_{s}", keep_in_frame=False)
         except BodyDanceError as err:
             entry["error"] = f"{type(err).__name__}: {err}"
             print(f"source {s}: {entry['error']}")

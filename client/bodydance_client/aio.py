@@ -116,9 +116,11 @@ class AsyncBodyDanceClient(ClientCore):
         return frame_from_result(result, resolution, index)
 
     async def frames(self, subject: Subject, template: Union[str, Template], *, crop: bool = True,
-                     window: Optional[int] = None) -> AsyncIterator[np.ndarray]:
-        """Yield the dance frames in order, ``window`` requests in flight at a time."""
+                     window: Optional[int] = None, keep_in_frame: bool = True) -> AsyncIterator[np.ndarray]:
+        """Yield the dance frames in order, ``window`` requests in flight at a time (as the sync client's)."""
         template = as_template(template)
+        if keep_in_frame:
+            template = subject.placed(template)
         window = window or self.window
         try:
             subject_inputs = await self._subject_inputs(subject)
@@ -135,8 +137,8 @@ class AsyncBodyDanceClient(ClientCore):
 
     async def animate(self, photo: PhotoLike, template: Union[str, Template], path: os.PathLike, *,
                       contact_sheet_path: Optional[os.PathLike] = None,
-                      progress: Optional[Callable[[int, int], None]] = None) -> Subject:
-        """Photo + template -> H.264 MP4 at ``path`` (written whole or not at all).
+                      progress: Optional[Callable[[int, int], None]] = None, keep_in_frame: bool = True) -> Subject:
+        """Photo + template -> H.264 MP4 at ``path`` (written whole or not at all); ``keep_in_frame`` as in :meth:`frames`.
 
         Encoding and file writes run on one worker thread, in order, so the event
         loop keeps serving; ``progress`` is called on the loop.
@@ -149,7 +151,7 @@ class AsyncBodyDanceClient(ClientCore):
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bodydance-mp4") as writer:
             await loop.run_in_executor(writer, recording.open)
             try:
-                async with contextlib.aclosing(self.frames(subject, template)) as frames:
+                async with contextlib.aclosing(self.frames(subject, template, keep_in_frame=keep_in_frame)) as frames:
                     async for frame in frames:
                         await loop.run_in_executor(writer, recording.write, frame)
                         recording.keep(frame)

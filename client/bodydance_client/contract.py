@@ -171,6 +171,11 @@ PHOTO_SQUARE = TensorSpec(
     "photo_square", F32, (3,),
     "the working square in the photo (left, top, side; whole photo px, may reach past its edges): "
     "source_image and every frame show it at N x N")
+DANCE_OFFSET = TensorSpec(
+    "dance_offset", F32, (3,),
+    "root offset (metres, +Y up) the client adds to every frame's target_translation, so that a person "
+    "photographed leaning dances with the head inside the photo; zero for a person standing upright inside it",
+    (-1.0, 1.0))
 
 SUBJECT_TENSORS = (SOURCE_IMAGE, PERSON_MASK, BETAS, SOURCE_POSE, CAMERA, SOURCE_PARSING, SOURCE_DEPTH, REGION_STYLE,
                    BACKGROUND)
@@ -210,7 +215,8 @@ class StageContract:
 
 SUBJECT_RECONSTRUCTION = StageContract(
     "subject_reconstruction", (PHOTO,),
-    (SOURCE_IMAGE, PERSON_MASK, BACKGROUND, BETAS, SOURCE_POSE, CAMERA, PERSON_COUNT, PHOTO_SQUARE), frame_path=False)
+    (SOURCE_IMAGE, PERSON_MASK, BACKGROUND, BETAS, SOURCE_POSE, CAMERA, PERSON_COUNT, PHOTO_SQUARE, DANCE_OFFSET),
+    frame_path=False)
 SOURCE_PARSER = StageContract(
     "source_parser", (PERSON_MASK, BETAS, SOURCE_POSE, CAMERA), (SOURCE_PARSING, SOURCE_DEPTH), frame_path=False)
 STYLE_ENCODER = StageContract(
@@ -258,7 +264,7 @@ def stage_of(model_name: str) -> Stage:
             return stage
     raise KeyError(f"{model_name!r} is not a stage model")
 
-SUBJECT_ENSEMBLE = StageContract("bodydance_subject", (PHOTO,), SUBJECT_TENSORS + (PERSON_COUNT, PHOTO_SQUARE),
+SUBJECT_ENSEMBLE = StageContract("bodydance_subject", (PHOTO,), SUBJECT_TENSORS + (PERSON_COUNT, PHOTO_SQUARE, DANCE_OFFSET),
                                  frame_path=False)
 # The subject tensors that the frame path reads: what the client sends with every frame.
 FRAME_SUBJECT_TENSORS = tuple(t for t in SUBJECT_TENSORS if any(t in stage.inputs for stage in FRAME_STAGES))

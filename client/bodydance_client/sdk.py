@@ -50,7 +50,8 @@ class Subject:
 
     ``tensors`` maps each of :data:`contract.SUBJECT_TENSORS` to an array with a leading batch
     dimension of 1. ``square`` is the working square in the uploaded photo's px; ``canvas`` the
-    photo at the video's resolution (``photo`` is the uploaded, possibly smaller, copy).
+    photo at the video's resolution (``photo`` is the uploaded, possibly smaller, copy);
+    ``dance_offset`` ``[3]`` m where the dance stands (:data:`contract.DANCE_OFFSET`).
     """
 
     tensors: Dict[str, np.ndarray]
@@ -59,6 +60,13 @@ class Subject:
     photo: Optional[np.ndarray] = None
     square: Optional[C.PhotoSquare] = None
     canvas: Optional[np.ndarray] = None
+    dance_offset: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(3, np.float32))
+
+    def placed(self, template: Template) -> Template:
+        """``template`` danced where this subject stands: its root offsets moved by :attr:`dance_offset`."""
+        if not np.any(self.dance_offset):
+            return template
+        return dataclasses.replace(template, translations=(template.translations + self.dance_offset).astype(np.float32))
 
     @property
     def resolution(self) -> int:
@@ -107,7 +115,8 @@ def subject_from_result(result, image: np.ndarray, canvas: Optional[np.ndarray] 
                       "frames may miss pixels on the body's largest triangles; a photo showing more of the body "
                       "avoids it", RuntimeWarning, stacklevel=3)
     square = C.PhotoSquare.from_tensor(result.as_numpy(C.PHOTO_SQUARE.name), int(tensors[C.SOURCE_IMAGE.name].shape[-1]))
-    return Subject(tensors, image.shape[:2], count, photo=image, square=square, canvas=canvas)
+    offset = result.as_numpy(C.DANCE_OFFSET.name).reshape(-1).astype(np.float32)
+    return Subject(tensors, image.shape[:2], count, photo=image, square=square, canvas=canvas, dance_offset=offset)
 
 
 def frame_request(subject_inputs, pose: np.ndarray, translation: np.ndarray):
@@ -273,10 +282,14 @@ class BodyDanceClient(ClientCore):
         return frame_from_result(result, resolution, index)
 
     def frames(self, subject: Subject, template: Union[str, Template], *, crop: bool = True,
-               window: Optional[int] = None) -> Iterator[np.ndarray]:
+               window: Optional[int] = None, keep_in_frame: bool = True) -> Iterator[np.ndarray]:
         """Yield the dance frames in order, ``window`` requests in flight at a time: composited onto the
-        photo at its own resolution, or (``crop=False``) the ``N x N`` frames of the working square."""
+        photo at its own resolution, or (``crop=False``) the ``N x N`` frames of the working square.
+        ``keep_in_frame=False`` dances the template's root offsets as they are, from where the photo's
+        pelvis is (a benchmark comparing with footage of the same moves wants that)."""
         template = as_template(template)
+        if keep_in_frame:
+            template = subject.placed(template)
         window = window or self.window
         try:
             frame_job = functools.partial(self._frame, self._subject_inputs(subject), subject.resolution, template)
@@ -290,12 +303,12 @@ class BodyDanceClient(ClientCore):
 
     def animate(self, photo: PhotoLike, template: Union[str, Template], path: os.PathLike, *,
                 contact_sheet_path: Optional[os.PathLike] = None,
-                progress: Optional[Callable[[int, int], None]] = None) -> Subject:
-        """Photo + template -> H.264 MP4 at ``path`` (written whole or not at all)."""
+                progress: Optional[Callable[[int, int], None]] = None, keep_in_frame: bool = True) -> Subject:
+        """Photo + template -> H.264 MP4 at ``path`` (written whole or not at all); ``keep_in_frame`` as in :meth:`frames`."""
         template = as_template(template)
         subject = self.prepare(photo)
         with Recording(path, template, photo=subject.photo, contact_sheet_path=contact_sheet_path,
                        progress=progress) as recording:
-            for frame in self.frames(subject, template):
+            for frame in self.frames(subject, template, keep_in_frame=keep_in_frame):
                 recording.add(frame)
         return subject

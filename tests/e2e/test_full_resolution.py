@@ -77,3 +77,24 @@ def test_an_upside_down_photo_is_turned_upright_by_the_client_or_refused_by_name
     with BodyDanceClient(server.grpc_url, turn_upright=False) as strict:
         with pytest.raises(PhotoNotUprightError, match="upside down.*half a turn"):
             strict.prepare(upside_down)
+
+
+def test_a_person_photographed_leaning_dances_under_their_head_inside_the_photo(client):
+    """scikit-image's cameraman, bent over his camera with his hips at the photo's left edge."""
+    from skimage import data
+
+    from bodydance_client.sdk import as_template
+
+    photo = np.repeat(data.camera()[..., None], 3, axis=2)
+    subject = client.prepare(photo)
+    offset = subject.dance_offset
+    assert offset.shape == (3,) and 0.15 < offset[0] < 0.5 and offset[1] <= 0.0 and offset[2] == 0.0
+    template = as_template("wave")
+    first = lambda t, keep: next(iter(client.frames(subject, t, crop=False, keep_in_frame=keep)))  # noqa: E731
+    placed = first(template, True)
+    assert np.array_equal(placed, first(subject.placed(template), False))  # the offset rides on every request
+    unmoved = first(template, False)
+    # Stood up over his pelvis, the body's column of pixels sits left of where it dances now.
+    body_x = [np.nonzero((np.abs(f.astype(int) - subject.tensors["background"][0].transpose(1, 2, 0)).sum(-1) > 30)
+                         .any(0))[0].mean() for f in (unmoved, placed)]
+    assert body_x[1] - body_x[0] > 0.5 * offset[0] * subject.tensors["camera"][0, 0] * subject.resolution / 2

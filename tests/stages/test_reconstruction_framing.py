@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from bodydance.skeleton import REST_JOINTS, project
-from bodydance.stages.reconstruction.framing import choose_square, dance_box_ndc
+from bodydance.stages.reconstruction.framing import (
+    HEAD_TOP_M, ROOT_RISE_M, choose_square, dance_box_ndc, dance_offset_m, standing_extent,
+)
+from bodydance.stages.reconstruction.landmarks import J
 from bodydance.stages.reconstruction.photo import crop_square
 from bodydance_client.contract import PhotoSquare
 
@@ -68,3 +71,52 @@ def test_the_square_holds_the_person_as_the_mask_sees_them():
     seen_box = (100, 50, 1500, 900)  # a long coat, a wide dress: whatever the mask says is the person
     square = choose_square(h, w, n, camera, joints, betas, seen_box)
     assert square.left <= 100 and square.left + square.side >= 1500 or square.side == max(h, w)
+
+
+def _leaning(scale: float, x: float, y: float, head_shift_m: float):
+    """As :func:`_standing`, with the head ``head_shift_m`` to the person's side (+x: the image's right)."""
+    camera, joints, betas = _standing(scale, x, y)
+    joints = joints.copy()
+    joints[J["head"], 0] += head_shift_m
+    return camera, joints, betas
+
+
+def test_a_person_standing_upright_inside_the_photo_dances_where_they_stand():
+    for h, w, scale, x, y in [(994, 1768, 0.35, -0.3, -0.2), (580, 480, 1.2, 0.0, 0.2)]:
+        camera, joints, betas = _leaning(scale, x, y, 0.04)  # a slight tilt of the head is no lean
+        assert np.array_equal(dance_offset_m(h, w, 256, camera, joints, betas), np.zeros(3, np.float32))
+
+
+def test_a_leaning_person_dances_under_where_the_photo_shows_the_head():
+    h, w = 512, 512
+    camera, joints, betas = _leaning(1.9, -0.5, 0.6, 0.3)
+    offset = dance_offset_m(h, w, 256, camera, joints, betas)
+    assert offset[0] == pytest.approx(0.3, abs=1e-6) and offset[2] == 0.0
+    # the square the dance is framed in follows the moved pelvis
+    moved, still = (dance_box_ndc(camera, joints, betas, o) for o in (offset, np.zeros(3)))
+    assert np.allclose(moved[[0, 2]] - still[[0, 2]], 1.9 * 0.3)
+
+
+def test_a_dance_that_would_leave_the_photo_sideways_is_moved_back_inside():
+    h, w = 512, 512
+    camera, joints, betas = _leaning(1.9, -0.95, 0.6, 0.0)  # upright, pelvis at the left edge
+    offset = dance_offset_m(h, w, 256, camera, joints, betas)
+    head_x = project(joints[J["head"]] + offset, camera)[0]
+    assert offset[0] > 0 and head_x - 1.9 * 0.25 >= -1.0 - 1e-6  # the head and the root's room are inside
+
+
+def test_the_standing_head_is_kept_below_the_photo_top_when_the_photo_shows_the_whole_head():
+    h, w, s = 512, 512, 2.0
+    top, _ = standing_extent(np.zeros(10))
+    # the pelvis so low that standing up (and lifting the root) takes the head 0.03 m past the top
+    pelvis_y = -1.0 + s * (top + ROOT_RISE_M - 0.03)
+    camera, joints, betas = _leaning(s, 0.0, pelvis_y + s * REST_JOINTS[J["pelvis"], 1], 0.3)
+    joints[J["head"], 1] -= 0.2  # bent over: the photo's head is 0.2 m lower than it stands
+    offset = dance_offset_m(h, w, 256, camera, joints, betas)
+    assert offset[1] == pytest.approx(-0.03, abs=1e-5)
+    standing_top = project(joints[J["pelvis"]] + offset, camera)[1] - s * (top + ROOT_RISE_M)
+    assert standing_top == pytest.approx(-1.0, abs=1e-5)
+    # a portrait cut at the forehead: nothing above it to show, the dance is not moved down
+    joints[J["head"], 1] += 0.2 + 0.1
+    assert project(joints[J["head"]], camera)[1] - s * HEAD_TOP_M < -1.0
+    assert dance_offset_m(h, w, 256, camera, joints, betas)[1] == 0.0

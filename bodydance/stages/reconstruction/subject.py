@@ -26,7 +26,7 @@ import numpy as np
 
 from bodydance.stages.reconstruction.facing import decide_facing
 from bodydance.stages.reconstruction.fit import fit_body
-from bodydance.stages.reconstruction.framing import choose_square
+from bodydance.stages.reconstruction.framing import choose_square, dance_offset_m
 from bodydance.stages.reconstruction.landmarks import (
     J, VISIBLE, check_person_size, check_upright, landmarks_to_joints,
 )
@@ -51,6 +51,7 @@ class SubjectReconstruction:
     camera: np.ndarray  # [3] float32 (s NDC/m, tx, ty)
     person_count: np.ndarray  # [1] int32
     photo_square: np.ndarray  # [3] float32: left, top, side in photo px (contract.PhotoSquare)
+    dance_offset: np.ndarray  # [3] float32 metres: added to every frame's root offset (framing.dance_offset_m)
     # diagnostics
     joints_2d: np.ndarray  # [24, 2] float32 NDC: the observed joints (trust them where confidence >= VISIBLE)
     joint_confidence: np.ndarray  # [24] float32 in [0, 1]
@@ -240,10 +241,11 @@ class Reconstructor:
         mask = np.clip(np.nan_to_num(mask), 0.0, 1.0)
         to_photo = w / mask.shape[1]  # the mask is at MediaPipe's detection size
         square = letterbox
+        offset = dance_offset_m(h, w, n, fit.camera, fit.joints, fit.betas)
         if self.frame_person:
             rows, cols = np.nonzero(mask > 0.5)
             seen_box = None if rows.size == 0 else np.array([cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]) * to_photo
-            square = choose_square(h, w, n, fit.camera, fit.joints, fit.betas, seen_box)
+            square = choose_square(h, w, n, fit.camera, fit.joints, fit.betas, seen_box, offset)
         mask_square = C.PhotoSquare(*(int(round(v / to_photo)) for v in (square.left, square.top, square.side)), n)
         square_image = crop_square(photo, square)
         person_mask = np.clip(crop_square(mask, mask_square, fill=0.0), 0.0, 1.0)  # resampling overshoots by ulps
@@ -258,6 +260,7 @@ class Reconstructor:
             camera=camera,
             person_count=np.asarray([people], np.int32),
             photo_square=square.as_tensor(),
+            dance_offset=offset,
             joints_2d=square.to_ndc(letterbox.to_photo(np.nan_to_num(joints_2d))).astype(np.float32),
             joint_confidence=np.clip(confidence, 0.0, 1.0).astype(np.float32),
             reprojection_px=fit.rms_ndc * n / 2.0 * letterbox.side / square.side,
