@@ -24,7 +24,8 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from bodydance.stages.reconstruction.facing import decide_facing
+from bodydance.stages.reconstruction.facing import decide_facing, head_box
+from bodydance.stages.reconstruction.head_tilt import CHIN_LANDMARK, FOREHEAD_LANDMARK, level_head
 from bodydance.stages.reconstruction.fit import fit_body
 from bodydance.stages.reconstruction.framing import choose_square, dance_offset_m
 from bodydance.stages.reconstruction.landmarks import (
@@ -91,6 +92,8 @@ class Reconstructor:
         # Both bundled ranges: on a head crop the short-range one finds small, dim faces the other misses.
         self._faces = [mp.solutions.face_detection.FaceDetection(model_selection=k, min_detection_confidence=0.5)
                        for k in (0, 1)]
+        # The face's own chin-forehead line tilts the fitted head (see .head_tilt): bundled, offline.
+        self._face_mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1)
         self._lock = threading.Lock()
         self._closed = False
 
@@ -101,6 +104,7 @@ class Reconstructor:
                 self._people.close()
                 for detector in self._faces:
                     detector.close()
+                self._face_mesh.close()
                 self._closed = True
 
     def __enter__(self) -> "Reconstructor":
@@ -126,16 +130,35 @@ class Reconstructor:
                 boxes.append((area, (x, y, x + bw, y + bh)))
         return [box for _, box in sorted(boxes, key=lambda item: -item[0])]
 
-    def _face_in(self, photo: np.ndarray, box) -> bool:
-        """Whether the face detector finds a face in ``photo[y0:y1, x0:x1]``."""
+    @staticmethod
+    def _head_crop(photo: np.ndarray, box):
+        """(``photo[y0:y1, x0:x1]`` resized to the 128-256 px the face models work at, its scale)."""
         x0, y0, x1, y1 = box
         crop = np.ascontiguousarray(photo[y0:y1, x0:x1])
-        if not 128 <= max(crop.shape[:2]) <= 256:  # the detectors work at 128-192 px: a small head is enlarged
+        f = 1.0
+        if not 128 <= max(crop.shape[:2]) <= 256:  # a small head is enlarged
             f = 192 / max(crop.shape[:2])
             crop = cv2.resize(crop, (max(1, round(crop.shape[1] * f)), max(1, round(crop.shape[0] * f))),
                               interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+        return crop, f
+
+    def _face_in(self, photo: np.ndarray, box) -> bool:
+        """Whether the face detector finds a face in ``photo[y0:y1, x0:x1]``."""
+        crop, _ = self._head_crop(photo, box)
         with self._lock:
             return any(detector.process(crop).detections for detector in self._faces)
+
+    def _face_line(self, photo: np.ndarray, box) -> Optional[np.ndarray]:
+        """``[2, 2]`` photo px: the face's chin and forehead (Face Mesh) in the head box, or None."""
+        crop, f = self._head_crop(photo, box)
+        with self._lock:
+            found = self._face_mesh.process(crop).multi_face_landmarks
+        if not found:
+            return None
+        h, w = crop.shape[:2]
+        points = found[0].landmark
+        line = np.array([[points[k].x * w, points[k].y * h] for k in (CHIN_LANDMARK, FOREHEAD_LANDMARK)])
+        return line / f + [box[0], box[1]]
 
     def _pose_in(self, image: np.ndarray, box):
         """MediaPipe Pose on ``image[y0:y1, x0:x1]``; None when it finds nobody."""
@@ -238,6 +261,9 @@ class Reconstructor:
             raise NoPersonError("the body is not visible enough: the photo must show both shoulders or both hips")
 
         fit = fit_body(joints_3d, joints_2d, confidence)
+        box = head_box(xy * [w, h], visibility, w, h) if facing != "back" else None
+        face_line = self._face_line(photo, box) if box is not None else None
+        pose, _ = level_head(fit.pose, fit.betas, fit.camera, None if face_line is None else letterbox.to_ndc(face_line))
         mask = np.clip(np.nan_to_num(mask), 0.0, 1.0)
         to_photo = w / mask.shape[1]  # the mask is at MediaPipe's detection size
         square = letterbox
@@ -256,7 +282,7 @@ class Reconstructor:
             person_mask=np.ascontiguousarray(person_mask[None], dtype=np.float32),
             background=np.ascontiguousarray(plate.transpose(2, 0, 1)),
             betas=fit.betas.astype(np.float32),
-            source_pose=fit.pose.astype(np.float32),
+            source_pose=pose.astype(np.float32),
             camera=camera,
             person_count=np.asarray([people], np.int32),
             photo_square=square.as_tensor(),
