@@ -69,7 +69,7 @@ def mixed_precision(fp32: FramePath, fp16: FramePath):
     """The deployed split: geometry in FP32 (depth tests), parsing prior and generator in FP16."""
     def run(source_image, betas, source_pose, camera, source_parsing, source_depth, region_style, background,
             target_pose, target_translation):
-        flow, visibility, parts = fp32.geometry(betas, source_pose, camera, source_depth, target_pose,
+        flow, visibility, parts = fp32.geometry(betas, source_pose, camera, source_depth, source_parsing, target_pose,
                                                 target_translation)
         parsing = fp16.parsing(source_parsing, parts, flow.half())
         # uint8 images as on the wire: the generator converts them itself

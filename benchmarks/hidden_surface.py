@@ -62,6 +62,7 @@ class Variant:
     copy_from_person_only: bool
     reach_px: int  # how far past the bare body the flow and the target parsing go
     source_grow_px: int  # how far the source parsing grows the fitted body's parts into the person mask
+    shown_only_on_person: bool = True  # a point counts as shown only where it lands on the photo's person
 
     def apply(self, path: DeterministicPath):
         path.geometry.surface.donor_maps = self.donor_maps
@@ -70,11 +71,13 @@ class Variant:
         path.geometry.margin, path.prior.reach = self.reach_px, self.reach_px
         path.geometry.fill_levels = int(np.ceil(np.log2(self.reach_px))) + 1
         path.parser.grow_steps = self.source_grow_px
+        path.geometry.SHOWN_ONLY_ON_PERSON = self.shown_only_on_person
 
 
 def shipped_variant(path: DeterministicPath) -> Variant:
     return Variant(path.geometry.surface.donor_maps.clone(), path.geometry.LEND_INSIDE_PX,
-                   path.generator.COPY_FROM_PERSON_ONLY, path.geometry.margin, path.parser.grow_steps)
+                   path.generator.COPY_FROM_PERSON_ONLY, path.geometry.margin, path.parser.grow_steps,
+                   path.geometry.SHOWN_ONLY_ON_PERSON)
 
 
 def borrowing_variants(path: DeterministicPath):
@@ -102,11 +105,18 @@ def reach_variants(path: DeterministicPath):
     return {SHIPPED: shipped, **wider}
 
 
+def person_variants(path: DeterministicPath):
+    """Name -> :class:`Variant` for the person study: is a point the fit lays over something else shown?"""
+    shipped = shipped_variant(path)
+    return {SHIPPED: shipped, "shown wherever the fit lands": dataclasses.replace(shipped, shown_only_on_person=False)}
+
+
 # study -> (variants, the variants the shipped one is compared with, the variants the sheet shows)
 STUDIES = {
     "borrowing": (borrowing_variants, ("mirror", "part mean", "shipped + far side"),
                   ("part mean", "mirror", SHIPPED, "shipped + far side")),
     "reach": (reach_variants, ("reach N/16", "reach N/12", "reach N/8"), (SHIPPED, "reach N/12", "reach N/8")),
+    "person": (person_variants, ("shown wherever the fit lands",), ("shown wherever the fit lands", SHIPPED)),
 }
 
 
@@ -193,7 +203,8 @@ def main():
               "frame_path_ms": cost, "per_pair": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    title = {"borrowing": "Borrowing for hidden surface", "reach": "Reach past the bare body"}[args.study]
+    title = {"borrowing": "Borrowing for hidden surface", "reach": "Reach past the bare body",
+             "person": "A point shown only where it lands on the photo's person"}[args.study]
     lines = [f"# {title}: {len(rows)} held-out pairs from {scenes} scenes "
              f"({refused} photos refused by the fit), fitted subjects, {resolution} px, deterministic generator", "",
              "Gain = shipped minus the other, paired per pair; 95 % interval by bootstrap over scenes.", "",

@@ -140,6 +140,7 @@ def frame_path_cost(shards, generators, rounds: int):
             "betas": np.zeros((1, 10), np.float32), "source_pose": np.zeros((1, 24, 3), np.float32),
             "camera": np.array([[0.9, 0.0, 0.05]], np.float32),
             "source_depth": np.full((1, 1, resolution, resolution), C.EMPTY_DEPTH_M, np.float16),
+            "source_parsing": np.ones((1, 1, resolution, resolution), np.uint8),
             "target_pose": np.zeros((1, 24, 3), np.float32), "target_translation": np.zeros((1, 3), np.float32)}
         geometry_feed = {i.name: geometry_feed[i.name] for i in sessions[C.BODY_GEOMETRY.name].get_inputs()}
         timings = {name: [] for name in generators}

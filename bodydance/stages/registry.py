@@ -42,7 +42,7 @@ class FramePath(torch.nn.Module):
 
     def forward(self, source_image, betas, source_pose, camera, source_parsing, source_depth, region_style,
                 background, target_pose, target_translation):
-        flow, visibility, parts = self.geometry(betas, source_pose, camera, source_depth, target_pose,
+        flow, visibility, parts = self.geometry(betas, source_pose, camera, source_depth, source_parsing, target_pose,
                                                 target_translation)
         parsing = self.parsing(source_parsing, parts, flow)
         return self.generator(source_image, background, region_style, flow, visibility, parsing)

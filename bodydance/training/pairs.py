@@ -59,7 +59,7 @@ class DeterministicPath(torch.nn.Module):
         k = len(poses)
         rep = {name: value.expand(k, *value.shape[1:]) for name, value in subject.items()}
         flow, visibility, parts = self.geometry(rep["betas"], rep["source_pose"], rep["camera"], rep["source_depth"],
-                                                torch.from_numpy(poses), torch.from_numpy(translations))
+                                                rep["source_parsing"], torch.from_numpy(poses), torch.from_numpy(translations))
         parsing = self.prior(rep["source_parsing"], parts, flow)
         inputs = {"source_image": rep["source_image"], "background": rep["background"],
                   "region_style": rep["region_style"], "correspondence_flow": flow, "source_visibility": visibility,

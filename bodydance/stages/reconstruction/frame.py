@@ -21,13 +21,17 @@ class BodyGeometry(torch.nn.Module):
     """Stage 1, frame side: target pose -> correspondence flow, source visibility, target parts.
 
     forward(betas ``[B,10]``, source_pose ``[B,24,3]`` rad, camera ``[B,3]``,
-    source_depth ``[B,1,N,N]`` m (float16 on the wire), target_pose ``[B,24,3]`` rad, target_translation ``[B,3]`` m) ->
+    source_depth ``[B,1,N,N]`` m (float16 on the wire), source_parsing ``[B,1,N,N]`` uint8 (0 off the person),
+    target_pose ``[B,24,3]`` rad, target_translation ``[B,3]`` m) ->
     flow ``[B,2,N,N]`` NDC (-2 where no source), visibility ``[B,1,N,N]`` {0,1}, parts ``[B,1,N,N]`` int32.
 
     On the body, each target pixel's surface point (face and barycentric weights)
     is found again on the body in the photo's pose; where the photo hides it but
     shows its left-right mirror image, the flow points there instead (visibility
-    then means "has a source pixel to copy"; :attr:`PosedBodyRaster.donor_maps`). Hair and clothes reach past the
+    then means "has a source pixel to copy"; :attr:`PosedBodyRaster.donor_maps`). A point counts as
+    shown only where it also lands on the photo's person (``source_parsing`` > 0): where the fitted
+    arm lies over something else in the photo (the astronaut's over her helmet), the mirror arm lends
+    its pixels instead of the frame falling back to the part's flat colour. Hair and clothes reach past the
     bare body: within ``margin`` pixels of it, the flow continues the nearest
     body pixels' skinned in-plane motion. ``source_depth`` is rendered once per
     photo (:meth:`source_depth`, in the source parser), not once per frame.
@@ -41,6 +45,8 @@ class BodyGeometry(torch.nn.Module):
     LEND_INSIDE_PX = 3
     # Head pixels the photo must show before the head's flow is replaced by one similarity map.
     MIN_HEAD_PIXELS = 24
+    # Only a point whose pixel is the photo's person counts as shown (benchmarks/hidden_surface.py --study person).
+    SHOWN_ONLY_ON_PERSON = True
 
     def __init__(self, resolution: int, max_scale: float = MAX_CAMERA_SCALE):
         super().__init__()
@@ -100,9 +106,18 @@ class BodyGeometry(torch.nn.Module):
         use = around & ~other_body & (count >= self.MIN_HEAD_PIXELS)
         return torch.where(use, fit_x, flow_x), torch.where(use, fit_y, flow_y), use
 
-    def forward(self, betas, source_pose, camera, source_depth, target_pose, target_translation):
+    def _on_person(self, person, x, y):
+        """``[B,P]`` whether NDC (x, y) is a pixel of the photo's person (``person`` ``[B,1,N,N]`` {0,1})."""
+        grid = torch.stack([x, y], -1).reshape(x.shape[0], self.resolution, self.resolution, 2)
+        return sample_ndc(person, grid, mode="nearest").reshape(x.shape[0], -1) > 0.5
+
+    def forward(self, betas, source_pose, camera, source_depth, source_parsing, target_pose, target_translation):
         batch, n = betas.shape[0], self.resolution
         source_depth = source_depth.to(betas.dtype)
+        if self.SHOWN_ONLY_ON_PERSON:
+            person = (source_parsing > 0).to(betas.dtype)
+        else:
+            person = torch.ones_like(source_depth)
         src_points, src_rot = self.surface.project(betas, source_pose, torch.zeros_like(target_translation), camera)
         _, tgt_rot, raster = self.surface(betas, target_pose, target_translation, camera)
         corners = self.surface.corners(raster)  # [B, P, 3]
@@ -120,7 +135,7 @@ class BodyGeometry(torch.nn.Module):
         carried = interpolate(per_vertex, corners, raster.barycentric)  # [B, P, 7]
         src, a = carried[..., :3], carried[..., 3:]
         body_x, body_y = self._to_ndc(src[..., 0]), self._to_ndc(src[..., 1])
-        seen = covered & self._in_front(source_depth, body_x, body_y, src[..., 2])
+        seen = covered & self._in_front(source_depth, body_x, body_y, src[..., 2]) & self._on_person(person, body_x, body_y)
 
         px, py = self.pixels[None, :, 0], self.pixels[None, :, 1]
         c_x = body_x - (a[..., 0] * px + a[..., 1] * py)
@@ -143,7 +158,7 @@ class BodyGeometry(torch.nn.Module):
             lent_x, lent_y = self._to_ndc(lent[..., 0]), self._to_ndc(lent[..., 1])
             inside = sample_ndc(lender, torch.stack([lent_x, lent_y], -1).reshape(batch, n, n, 2), mode="nearest")
             borrow = (covered & ~seen & self._in_front(source_depth, lent_x, lent_y, lent[..., 2])
-                      & (inside.reshape(batch, -1) > 0.5))
+                      & (inside.reshape(batch, -1) > 0.5) & self._on_person(person, lent_x, lent_y))
             body_x = torch.where(borrow, lent_x, body_x)
             body_y = torch.where(borrow, lent_y, body_y)
             seen = seen | borrow
