@@ -2,10 +2,11 @@
 
 The fit keeps the head straight on the neck, and Pose's face landmarks are too coarse to say
 otherwise (on the cameraman they put both ears in front of his real one). A person who bends
-forward but looks ahead (the cameraman over his camera) then gets a head looking 40 degrees at
-the floor; the dance stands the body up and the head's one-piece map turns his profile back by
-some 30 degrees, and a profile 30 degrees off level is one Face Mesh misreads (on the photo
-itself, merely rotated by 30 degrees, its landmark shape is 0.12 inter-ocular distances off).
+forward but looks ahead (the cameraman over his camera) then gets a head looking 18 degrees
+further down than his face; the dance stands the body up, the head's one-piece map turns his
+profile back by that and more (30 degrees against the photo), and a profile that far off its
+photo's angle is one Face Mesh misreads (on the photo itself, merely turned by 30 degrees, its
+landmark shape is 0.12 inter-ocular distances off).
 
 So the head alone is turned about the camera's axis, by the angle between the face's line from
 chin to forehead as MediaPipe Face Mesh finds it on the head and the same line on the fitted
