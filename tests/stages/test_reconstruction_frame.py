@@ -213,6 +213,13 @@ def _profile_photo():
     return a_pose, profile, torch.tensor([[0.9, 0.0, 0.05]])
 
 
+def _left_arm(parts) -> np.ndarray:
+    """``[n, n]`` bool: the body's left upper arm and forearm (image right) in ``parts`` ``[1,1,n,n]``."""
+    arm = np.isin(parts[0, 0].numpy(), [PART_NAMES.index("upper_arm"), PART_NAMES.index("forearm")])
+    arm[:, : arm.shape[1] // 2] = False
+    return arm
+
+
 def test_a_hidden_arm_borrows_its_mirror_image():
     """Photo in profile, arms down: the far (left) arm hides behind the torso. Facing the camera, the
     left arm's pixels copy from the near (right) arm, at the mirror image of each surface point."""
@@ -257,16 +264,12 @@ def test_an_arm_fitted_over_something_else_borrows_its_mirror_image():
     right arm's mirror points, instead of counting as shown and copying the object. At 256 px: mirror
     points are lent from 3 px inside the outline, and a hanging arm at 128 px is barely 6 px wide."""
     n = 256
-    a_pose = torch.zeros(1, 24, 3)
-    a_pose[0, 16, 2], a_pose[0, 17, 2] = -1.2, 1.2
+    a_pose, _, _ = _profile_photo()
     everyone = torch.ones(1, 1, n, n, dtype=torch.uint8)
     geometry = BodyGeometry(n)
     with torch.no_grad():
         depth = geometry.source_depth(torch.zeros(1, 10), a_pose, CAMERA)
-        _, _, parts_in_photo = geometry(torch.zeros(1, 10), a_pose, CAMERA, depth, everyone, a_pose, torch.zeros(1, 3))
-        arm = np.isin(parts_in_photo[0, 0].numpy(), [PART_NAMES.index("upper_arm"), PART_NAMES.index("forearm")])
-        left_arm = arm.copy()
-        left_arm[:, : n // 2] = False  # the body's left is image right
+        left_arm = _left_arm(geometry(torch.zeros(1, 10), a_pose, CAMERA, depth, everyone, a_pose, torch.zeros(1, 3))[2])
         parsing = everyone.clone()
         parsing[0, 0][torch.from_numpy(left_arm)] = 0
         flow, visible, _ = geometry(torch.zeros(1, 10), a_pose, CAMERA, depth, parsing, a_pose, torch.zeros(1, 3))
