@@ -66,11 +66,14 @@ class BodyGeometry(torch.nn.Module):
     def _to_ndc(self, px):
         return (px + 0.5) * (2.0 / self.resolution) - 1.0
 
+    def _sample_at(self, plane, x, y):
+        """``[B,P]`` the nearest pixel of ``plane`` ``[B,1,N,N]`` at NDC (x, y) ``[B,P]``."""
+        grid = torch.stack([x, y], -1).reshape(x.shape[0], self.resolution, self.resolution, 2)
+        return sample_ndc(plane, grid, mode="nearest").reshape(x.shape[0], -1)
+
     def _in_front(self, source_depth, x, y, z):
         """``[B,P]`` whether the source points at NDC (x, y) with depth z m are the photo's front surface."""
-        grid = torch.stack([x, y], -1).reshape(x.shape[0], self.resolution, self.resolution, 2)
-        front = sample_ndc(source_depth, grid, mode="nearest").reshape(x.shape[0], -1)
-        return z >= front - self.VISIBILITY_TOLERANCE_M
+        return z >= self._sample_at(source_depth, x, y) - self.VISIBILITY_TOLERANCE_M
 
     def _head_in_one_piece(self, flow_x, flow_y, head, head_seen, other_body):
         """Over the head and the hair around it, the one similarity map (rotation, uniform scale,
@@ -106,11 +109,6 @@ class BodyGeometry(torch.nn.Module):
         use = around & ~other_body & (count >= self.MIN_HEAD_PIXELS)
         return torch.where(use, fit_x, flow_x), torch.where(use, fit_y, flow_y), use
 
-    def _on_person(self, person, x, y):
-        """``[B,P]`` whether NDC (x, y) is a pixel of the photo's person (``person`` ``[B,1,N,N]`` {0,1})."""
-        grid = torch.stack([x, y], -1).reshape(x.shape[0], self.resolution, self.resolution, 2)
-        return sample_ndc(person, grid, mode="nearest").reshape(x.shape[0], -1) > 0.5
-
     def forward(self, betas, source_pose, camera, source_depth, source_parsing, target_pose, target_translation):
         batch, n = betas.shape[0], self.resolution
         source_depth = source_depth.to(betas.dtype)
@@ -135,7 +133,7 @@ class BodyGeometry(torch.nn.Module):
         carried = interpolate(per_vertex, corners, raster.barycentric)  # [B, P, 7]
         src, a = carried[..., :3], carried[..., 3:]
         body_x, body_y = self._to_ndc(src[..., 0]), self._to_ndc(src[..., 1])
-        seen = covered & self._in_front(source_depth, body_x, body_y, src[..., 2]) & self._on_person(person, body_x, body_y)
+        seen = covered & self._in_front(source_depth, body_x, body_y, src[..., 2]) & (self._sample_at(person, body_x, body_y) > 0.5)
 
         px, py = self.pixels[None, :, 0], self.pixels[None, :, 1]
         c_x = body_x - (a[..., 0] * px + a[..., 1] * py)
@@ -153,12 +151,12 @@ class BodyGeometry(torch.nn.Module):
         direct = seen
         empty = (source_depth < EMPTY_DEPTH_M / 2).to(source_depth.dtype)
         lender = 1.0 - dilate(empty, self.LEND_INSIDE_PX) if self.LEND_INSIDE_PX > 0 else torch.ones_like(empty)
+        lender = lender * person  # and only from pixels of the photo's person
         for donor in self.surface.donor_maps:
             lent = interpolate(src_points, donor[corners], raster.barycentric)  # [B, P, 3]
             lent_x, lent_y = self._to_ndc(lent[..., 0]), self._to_ndc(lent[..., 1])
-            inside = sample_ndc(lender, torch.stack([lent_x, lent_y], -1).reshape(batch, n, n, 2), mode="nearest")
             borrow = (covered & ~seen & self._in_front(source_depth, lent_x, lent_y, lent[..., 2])
-                      & (inside.reshape(batch, -1) > 0.5) & self._on_person(person, lent_x, lent_y))
+                      & (self._sample_at(lender, lent_x, lent_y) > 0.5))
             body_x = torch.where(borrow, lent_x, body_x)
             body_y = torch.where(borrow, lent_y, body_y)
             seen = seen | borrow
