@@ -51,7 +51,7 @@ def main():
         source_pose = torch.from_numpy(pose_a[None])
         with torch.no_grad():
             parsing, depth = source_parser(mask, betas, source_pose, camera)
-            style = style_encoder(image, mask, parsing)
+            style = style_encoder.region_style(image, mask, parsing)
             hole = plate.person_hole(render_a.silhouette.astype(np.float32), render_a.silhouette)
             background = torch.from_numpy((plate.inpaint(photo, hole).astype(np.float32) / 255).transpose(2, 0, 1)[None].copy())
             for name, mirror in variants.items():

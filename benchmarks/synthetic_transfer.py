@@ -189,10 +189,12 @@ def oracle_subject(raw, scene, photo, render_a, pose_a):
     parsed = raw.infer("source_parser", [tensor_input(s, tensors[s.name]) for s in C.SOURCE_PARSER.inputs])
     tensors["source_parsing"] = parsed.as_numpy("source_parsing")
     tensors["source_depth"] = parsed.as_numpy("source_depth")
+    hole = plate.person_hole(render_a.silhouette.astype(np.float32), render_a.silhouette)
+    tensors["plate_fill"] = np.clip(np.rint(plate.inpaint(photo, hole)), 0, 255).astype(np.uint8).transpose(2, 0, 1)[None]
     styled = raw.infer("style_encoder", [tensor_input(s, tensors[s.name]) for s in C.STYLE_ENCODER.inputs])
     tensors["region_style"] = styled.as_numpy("region_style")
-    hole = plate.person_hole(render_a.silhouette.astype(np.float32), render_a.silhouette)
-    tensors["background"] = np.clip(np.rint(plate.inpaint(photo, hole)), 0, 255).astype(np.uint8).transpose(2, 0, 1)[None]
+    tensors["background"] = styled.as_numpy("background")
+    del tensors["plate_fill"]
     return tensors
 
 

@@ -1,11 +1,16 @@
-"""Which style generator an export builds: the learned refiner over the deterministic frame, or the
-deterministic stand-in alone. Torch-free, so the export fingerprint can read it.
+"""Which learned parts an export builds: the style generator's refiner over the deterministic frame
+(or the deterministic stand-in alone), and the plate inpainter over the Telea fill (or the fill alone).
+Torch-free, so the export fingerprint can read it.
 
 ``BODYDANCE_GENERATOR=learned`` (at export time; the model repository is re-exported when it
 changes) builds the refiner from the committed weights; ``deterministic``, the default, the
 stand-in alone. The default stays the stand-in while the refiner gains 0.32 dB on held-out pairs
 (issue 11 asks 1.5) and smooths real footage (``benchmarks/results/learned_generator.md``,
 ``real_footage_learned.md``); its per-frame cost, 1.56x, is within the 2x budget.
+
+``BODYDANCE_PLATE=learned``, the default, builds the plate inpainter from its committed weights into
+``style_encoder``; ``telea`` keeps the reconstruction's Telea fill as the background
+(``benchmarks/results/background_plate.md``).
 """
 
 from __future__ import annotations
@@ -25,3 +30,16 @@ def generator_choice() -> str:
         raise ValueError(f"{GENERATOR_ENV} must be one of {', '.join(CHOICES)}, not {choice!r}")
     return choice
 
+
+
+PLATE_ENV = "BODYDANCE_PLATE"
+PLATE_CHOICES = ("learned", "telea")
+PLATE_WEIGHTS = WEIGHTS.with_name("plate_inpainter.safetensors")
+
+
+def plate_choice() -> str:
+    """"learned" (the default) or "telea", from :data:`PLATE_ENV`; anything else is refused."""
+    choice = os.environ.get(PLATE_ENV, "learned").strip().lower()
+    if choice not in PLATE_CHOICES:
+        raise ValueError(f"{PLATE_ENV} must be one of {', '.join(PLATE_CHOICES)}, not {choice!r}")
+    return choice

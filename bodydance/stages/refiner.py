@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from bodydance.stages.generator_switch import WEIGHTS, generator_choice
+from bodydance.stages.weights import parameter_count, read_weights
 from bodydance_client.contract import NUM_PARTS
 
 EDGE_PX = 2
@@ -84,16 +85,12 @@ class FrameRefiner(torch.nn.Module):
         return (frame + mask * residual).clamp(0.0, 1.0), editable
 
     def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return parameter_count(self)
 
 
 def read_refiner(path: Path = WEIGHTS) -> FrameRefiner:
     """The refiner with the weights at ``path`` (safetensors), whatever the switch says."""
-    from safetensors.torch import load_file
-
-    refiner = FrameRefiner()
-    refiner.load_state_dict(load_file(str(path)))
-    return refiner.eval()
+    return read_weights(FrameRefiner(), path)
 
 
 def load_refiner(path: Path = WEIGHTS) -> Optional[FrameRefiner]:

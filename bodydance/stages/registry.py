@@ -12,13 +12,15 @@ import torch
 
 from bodydance.stages.parsing import ParsingPrior, SourceParser
 from bodydance.stages.reconstruction.frame import BodyGeometry
+from bodydance.stages.plate_inpainter import load_inpainter
 from bodydance.stages.refiner import load_refiner
 from bodydance.stages.style import StyleEncoder, StyleGenerator
 from bodydance_client import contract as C
 
 STAGE_MODULES: Dict[str, Callable[[int], torch.nn.Module]] = {
     C.SOURCE_PARSER.name: SourceParser,
-    C.STYLE_ENCODER.name: StyleEncoder,
+    # The plate inpainter's trained weights unless BODYDANCE_PLATE=telea (stages/plate_inpainter.py).
+    C.STYLE_ENCODER.name: lambda resolution: StyleEncoder(resolution, load_inpainter()),
     C.BODY_GEOMETRY.name: BodyGeometry,
     C.PARSING_PRIOR.name: ParsingPrior,
     # The trained refiner when BODYDANCE_GENERATOR=learned (stages/generator_switch.py).

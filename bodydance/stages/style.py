@@ -1,7 +1,7 @@
 """Stage 3, target-pose human generation: region style codes, then the generated frame.
 
-Subject side (``style_encoder``, once per photo): a style code per parsed region (the
-background plate is made by the reconstruction). Frame side (``style_generator``, once per frame): the photo warped by
+Subject side (``style_encoder``, once per photo): a style code per parsed region, and the background
+plate (the reconstruction's Telea fill, refined by the learned plate inpainter when its weights are built in). Frame side (``style_generator``, once per frame): the photo warped by
 the correspondence flow, combined with the target parsing and the region codes. The encoder is a
 deterministic **baseline**; the generator is deterministic, refined by a small network trained
 here when its weights are present (:mod:`bodydance.stages.refiner`). Shapes are batched: ``B`` in front of the contract's shapes.
@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 
 from bodydance.geometry import sample_ndc
+from bodydance.stages.plate_inpainter import person_hole
 from bodydance_client.contract import NUM_PARTS, STYLE_DIM
 
 
@@ -26,21 +27,33 @@ def unit_image(image, like):
 
 
 class StyleEncoder(torch.nn.Module):
-    """Baseline style encoder: per-part colour statistics.
+    """Stage 3, subject side: a style code per part (baseline: colour statistics) and the background
+    plate the generator paints onto.
 
-    (source_image ``[B,3,N,N]`` uint8, person_mask ``[B,1,N,N]`` [0,1], source_parsing ``[B,1,N,N]`` uint8)
-    -> region_style ``[B,P,16]`` (mean RGB, std RGB, area fraction, zeros).
+    (source_image ``[B,3,N,N]`` uint8, person_mask ``[B,1,N,N]`` [0,1], source_parsing ``[B,1,N,N]`` uint8,
+    plate_fill ``[B,3,N,N]`` uint8: the reconstruction's Telea fill of the person's hole)
+    -> region_style ``[B,P,16]`` (mean RGB, std RGB, area fraction, zeros), background ``[B,3,N,N]`` uint8:
+    the fill's hole refined by ``inpainter`` (:class:`bodydance.stages.plate_inpainter.PlateInpainter`)
+    when one is given, else the fill as it came.
 
-    ``person_mask`` is not read: the parsing already follows it. Mask-weighted, outlier-trimmed
+    The codes do not read ``person_mask``: the parsing already follows it. Mask-weighted, outlier-trimmed
     statistics were tried and cost 0.1 dB on the real-footage benchmark, so the plain ones stay.
-    (The background plate is the reconstruction's: :mod:`bodydance.stages.reconstruction.plate`.)
     """
 
-    def __init__(self, resolution: int):
+    def __init__(self, resolution: int, inpainter: Optional[torch.nn.Module] = None):
         super().__init__()
         self.resolution = resolution
+        self.inpainter = inpainter
 
-    def forward(self, source_image, person_mask, source_parsing):
+    def forward(self, source_image, person_mask, source_parsing, plate_fill):
+        plate = unit_image(plate_fill, person_mask)
+        if self.inpainter is not None:
+            plate = self.inpainter(plate, person_hole(person_mask, self.resolution))
+        background = (plate * 255.0 + 0.5).to(torch.uint8)
+        return self.region_style(source_image, person_mask, source_parsing), background
+
+    def region_style(self, source_image, person_mask, source_parsing):
+        """``[B,P,16]``: the codes alone (``person_mask`` gives the float dtype only)."""
         source_image = unit_image(source_image, person_mask)
         ids = torch.arange(NUM_PARTS, device=source_image.device).reshape(1, -1, 1, 1)
         onehot = (source_parsing.to(torch.int64) == ids).to(source_image.dtype)  # [B,P,N,N]

@@ -1,9 +1,11 @@
-"""``python -m bodydance.training``: make the pairs, train the refiner, commit its weights.
+"""``python -m bodydance.training``: make the pairs, train the refiner and the plate inpainter, commit their weights.
 
     python -m bodydance.training data                 # pairs into ~/.cache/bodydance/training (resumes)
     python -m bodydance.training train --steps 3000   # trains (resumes from runs/style_refiner), then
                                                       # writes bodydance/data/style_refiner.safetensors,
                                                       # its log and loss curves
+    python -m bodydance.training plate --steps 2000   # the plate inpainter (resumes from runs/plate_inpainter):
+                                                      # bodydance/data/plate_inpainter.safetensors, log, curves
 
 On a GPU host the same commands train a larger run (``--batch``, ``--crop``, ``--steps``); training
 runs on the CPU unless ``--device cuda`` is given.
@@ -19,12 +21,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bodydance.stages.generator_switch import WEIGHTS
+from bodydance.stages.plate_inpainter import WEIGHTS as PLATE_WEIGHTS
 from bodydance.training.pairs import DEFAULT_FOLDER as DATA
 from bodydance_client import contract as C
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 RUN = Path("runs") / "style_refiner"
 CURVES = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "style_refiner_training.png"
+PLATE_RUN = Path("runs") / "plate_inpainter"
+PLATE_CURVES = CURVES.with_name("plate_inpainter_training.png")
 
 
 def _progress() -> Progress:
@@ -80,7 +85,35 @@ def train(folder: Path = typer.Option(DATA / "train", help="training shards"),
     typer.echo(f"{model.parameter_count()} parameters, {pairs} pairs from {len(shards)} scenes -> {weights}")
 
 
-def plot_curves(log_csv: Path, target: Path) -> Path:
+@app.command()
+def plate(run: Path = typer.Option(PLATE_RUN, help="checkpoint and log folder (an existing run resumes)"),
+          steps: int = typer.Option(2000), batch: int = typer.Option(8),
+          samples: int = typer.Option(1200, help="distinct (photo crop, hole) samples"),
+          learning_rate: float = typer.Option(1e-3), seed: int = typer.Option(0),
+          device: str = typer.Option("cpu", help="cpu or cuda"),
+          weights: Path = typer.Option(PLATE_WEIGHTS, help="where the trained weights are written")):
+    """Train the plate inpainter on package photos with person-shaped holes (resumable), then write its
+    safetensors weights, log and loss curves."""
+    from bodydance.training.loop import export_weights
+    from bodydance.training.plate_training import PlateSettings, make_samples
+    from bodydance.training.plate_training import train as train_plate
+
+    settings = PlateSettings(steps=steps, batch=batch, samples=samples, learning_rate=learning_rate, seed=seed)
+    with _progress() as bar:
+        task = bar.add_task("samples", total=None, note="Telea fills")
+        data = make_samples(settings)
+        bar.update(task, total=1, completed=1, note=f"{samples} samples")
+        task = bar.add_task("training", total=steps, note="")
+        model = train_plate(data, run, settings, device=device,
+                            progress=lambda step, loss: bar.update(task, completed=step, note=f"loss {loss:.4f}"))
+    metadata = {"steps": str(steps), "settings": json.dumps(settings.__dict__), "parameters": str(model.parameter_count())}
+    export_weights(model.cpu(), weights, metadata)
+    shutil.copyfile(run / "log.csv", weights.with_name(weights.stem + "_log.csv"))
+    plot_curves(run / "log.csv", PLATE_CURVES, where="the hole")
+    typer.echo(f"{model.parameter_count()} parameters, {samples} samples -> {weights}")
+
+
+def plot_curves(log_csv: Path, target: Path, where: str = "person and rim") -> Path:
     """Loss curves (each term, smoothed over 50 steps) from a training log, as a PNG."""
     import matplotlib
 
@@ -96,7 +129,7 @@ def plot_curves(log_csv: Path, target: Path) -> Path:
         smooth = np.convolve(values, np.ones(window) / window, mode="valid")
         axis.plot(np.atleast_1d(rows["step"]), values, alpha=0.25, color="tab:blue")
         axis.plot(np.atleast_1d(rows["step"])[window - 1:], smooth, color="tab:blue")
-        axis.set_title(f"{name} (weighted, person and rim)")
+        axis.set_title(f"{name} (weighted, {where})")
         axis.set_xlabel("step")
     fig.tight_layout()
     target.parent.mkdir(parents=True, exist_ok=True)

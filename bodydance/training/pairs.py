@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from bodydance.stages.parsing import ParsingPrior, SourceParser
+from bodydance.stages.plate_inpainter import load_inpainter
 from bodydance.stages.reconstruction.frame import BodyGeometry
 from bodydance.stages.style import StyleEncoder, StyleGenerator
 from bodydance.training.scenes import Scene, covisible
@@ -35,12 +36,13 @@ DEFAULT_FOLDER = Path.home() / ".cache" / "bodydance" / "training"  # train/ and
 
 
 class DeterministicPath(torch.nn.Module):
-    """The subject-side ONNX stages and the frame path's first two, in process, at one resolution."""
+    """The subject-side ONNX stages (the plate inpainter as the export builds it) and the deterministic
+    frame path, in process, at one resolution."""
 
     def __init__(self, resolution: int):
         super().__init__()
         self.parser = SourceParser(resolution)
-        self.encoder = StyleEncoder(resolution)
+        self.encoder = StyleEncoder(resolution, load_inpainter())
         self.geometry = BodyGeometry(resolution)
         self.prior = ParsingPrior(resolution)
         self.generator = StyleGenerator()
@@ -48,9 +50,10 @@ class DeterministicPath(torch.nn.Module):
     @torch.no_grad()
     def subject(self, reconstruction) -> Dict[str, torch.Tensor]:
         t = {k: torch.from_numpy(np.asarray(getattr(reconstruction, k)))[None]
-             for k in ("source_image", "person_mask", "background", "betas", "source_pose", "camera")}
+             for k in ("source_image", "person_mask", "plate_fill", "betas", "source_pose", "camera")}
         t["source_parsing"], t["source_depth"] = self.parser(t["person_mask"], t["betas"], t["source_pose"], t["camera"])
-        t["region_style"] = self.encoder(t["source_image"], t["person_mask"], t["source_parsing"])
+        t["region_style"], t["background"] = self.encoder(t["source_image"], t["person_mask"], t["source_parsing"],
+                                                          t.pop("plate_fill"))
         return t
 
     @torch.no_grad()

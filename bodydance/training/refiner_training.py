@@ -8,20 +8,14 @@ convolutional, so it trains on crops and runs on the whole frame), and minimises
 * ``1 - SSIM`` there (7 x 7 box windows),
 * L1 between image gradients (so filled surface is not left flat),
 
-all on the truth of pose B. Every ``checkpoint_every`` steps the model, optimiser, step and log go to
-``run/checkpoint.pt`` (written whole, then renamed); a run started again continues from there. Each
-step's batch comes from ``seed`` and the step number alone, so a resumed run draws what the
-uninterrupted one would have.
+all on the truth of pose B. Checkpoints, resuming and the log are :mod:`bodydance.training.loop`'s.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import math
-import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import torch
@@ -29,6 +23,7 @@ import torch.nn.functional as F
 
 from bodydance.stages.refiner import FrameRefiner
 from bodydance.stages.style import generator_planes
+from bodydance.training.loop import export_weights, train_resumably  # noqa: F401 (export_weights: the CLI's)
 
 UNSEEN_WEIGHT = 3.0
 W_SQUARED = 2.0
@@ -122,76 +117,11 @@ def losses(pred, truth, region, unseen) -> Dict[str, torch.Tensor]:
 
 def train(shards: List[dict], run: Path, settings: TrainingSettings, device: str = "cpu", progress=None) -> FrameRefiner:
     """Train (or resume) in ``run``; returns the refiner at ``settings.steps``."""
-    torch.manual_seed(settings.seed)
-    run.mkdir(parents=True, exist_ok=True)
-    model = FrameRefiner().to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
-    checkpoint, log_path = run / "checkpoint.pt", run / "log.csv"
-    step, elapsed = 0, 0.0
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        step, elapsed = state["step"], state["elapsed_s"]
-        _truncate_log(log_path, step)
-    new_log = not log_path.exists()
-    with log_path.open("a", newline="") as handle:
-        writer = csv.writer(handle)
-        if new_log:
-            writer.writerow(["step", "total", "l1", "squared", "ssim", "gradient", "learning_rate", "elapsed_s"])
-        start = time.perf_counter() - elapsed
-        model.train()
-        while step < settings.steps:
-            for group in optimiser.param_groups:
-                group["lr"] = learning_rate_at(step, settings)
-            batch = [t.to(device) for t in draw_batch(shards, settings, step)]
-            frame, background, *planes, truth, region, unseen = batch
-            pred, _ = model(frame, background, *planes)
-            loss = losses(pred, truth, region, unseen)
-            optimiser.zero_grad()
-            loss["total"].backward()
-            optimiser.step()
-            step += 1
-            writer.writerow([step] + [f"{float(loss[k].detach()):.5f}" for k in ("total", "l1", "squared", "ssim", "gradient")]
-                            + [f"{learning_rate_at(step - 1, settings):.6f}", f"{time.perf_counter() - start:.1f}"])
-            if step % settings.checkpoint_every == 0 or step == settings.steps:
-                handle.flush()
-                _save(checkpoint, {"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                                   "step": step,
-                                   "elapsed_s": time.perf_counter() - start, "settings": dataclasses.asdict(settings)})
-            if progress is not None:
-                progress(step, float(loss["total"].detach()))
-    return model.eval()
 
+    def step_losses(model, step):
+        batch = [t.to(device) for t in draw_batch(shards, settings, step)]
+        frame, background, *planes, truth, region, unseen = batch
+        pred, _ = model(frame, background, *planes)
+        return losses(pred, truth, region, unseen)
 
-def learning_rate_at(step: int, settings: TrainingSettings) -> float:
-    """Cosine from the set rate down to a twentieth of it over ``settings.steps`` (a function of the
-    step alone, so a resumed run follows the same schedule)."""
-    floor = settings.learning_rate / 20
-    return floor + 0.5 * (settings.learning_rate - floor) * (1 + math.cos(math.pi * min(step, settings.steps) / settings.steps))
-
-
-def _save(path: Path, state: dict) -> None:
-    partial = path.with_suffix(".partial")
-    torch.save(state, partial)
-    partial.rename(path)
-
-
-def _truncate_log(log_path: Path, step: int) -> None:
-    """Drop log rows past the checkpoint's step (they are trained again on resume)."""
-    if not log_path.exists():
-        return
-    with log_path.open() as handle:
-        rows = list(csv.reader(handle))
-    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
-    with log_path.open("w", newline="") as handle:
-        csv.writer(handle).writerows(kept)
-
-
-def export_weights(model: FrameRefiner, target: Path, metadata: Optional[Dict[str, str]] = None) -> Path:
-    """The refiner's weights as safetensors (what the export loads)."""
-    from safetensors.torch import save_file
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(target), metadata=metadata or {})
-    return target
+    return train_resumably(FrameRefiner, run, settings, step_losses, device, progress)

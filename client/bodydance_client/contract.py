@@ -163,8 +163,12 @@ SOURCE_DEPTH = TensorSpec(
     (EMPTY_DEPTH_M, MAX_DEPTH_M))
 REGION_STYLE = TensorSpec("region_style", F32, (NUM_PARTS, STYLE_DIM), "style code per part; [:3] is the mean RGB in [0, 1]",
                           (-MAX_ABS_STYLE, MAX_ABS_STYLE))
+PLATE_FILL = TensorSpec("plate_fill", U8, (3, "N", "N"),
+                        "source_image with the person (mask > 0.15, grown) filled by OpenCV's Telea inpainting, "
+                        "planar RGB levels", (0, 255))
 BACKGROUND = TensorSpec("background", U8, (3, "N", "N"),
-                        "source_image with the person (mask > 0.15, grown) inpainted away, planar RGB levels",
+                        "source_image with the person taken out: plate_fill's hole refined by the learned plate "
+                        "inpainter (plate_fill itself when built with BODYDANCE_PLATE=telea), planar RGB levels",
                         (0, 255))
 PERSON_COUNT = TensorSpec("person_count", I32, (1,), "people detected in the photo; the largest is used")
 PHOTO_SQUARE = TensorSpec(
@@ -215,12 +219,12 @@ class StageContract:
 
 SUBJECT_RECONSTRUCTION = StageContract(
     "subject_reconstruction", (PHOTO,),
-    (SOURCE_IMAGE, PERSON_MASK, BACKGROUND, BETAS, SOURCE_POSE, CAMERA, PERSON_COUNT, PHOTO_SQUARE, DANCE_OFFSET),
+    (SOURCE_IMAGE, PERSON_MASK, PLATE_FILL, BETAS, SOURCE_POSE, CAMERA, PERSON_COUNT, PHOTO_SQUARE, DANCE_OFFSET),
     frame_path=False)
 SOURCE_PARSER = StageContract(
     "source_parser", (PERSON_MASK, BETAS, SOURCE_POSE, CAMERA), (SOURCE_PARSING, SOURCE_DEPTH), frame_path=False)
 STYLE_ENCODER = StageContract(
-    "style_encoder", (SOURCE_IMAGE, PERSON_MASK, SOURCE_PARSING), (REGION_STYLE,), frame_path=False)
+    "style_encoder", (SOURCE_IMAGE, PERSON_MASK, SOURCE_PARSING, PLATE_FILL), (REGION_STYLE, BACKGROUND), frame_path=False)
 BODY_GEOMETRY = StageContract(
     "body_geometry", (BETAS, SOURCE_POSE, CAMERA, SOURCE_DEPTH, SOURCE_PARSING, TARGET_POSE, TARGET_TRANSLATION),
     (CORRESPONDENCE_FLOW, SOURCE_VISIBILITY, TARGET_PARTS), frame_path=True)

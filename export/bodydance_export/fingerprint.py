@@ -2,7 +2,7 @@
 
 The fingerprint hashes every file the stage modules are built from: the
 ``bodydance`` package's model code (``stages/`` included, ``serving/`` not) and its data (body asset, trained
-weights), which generator the export builds (``BODYDANCE_GENERATOR``), the tensor contract, the
+weights), which generator and plate the export builds (``BODYDANCE_GENERATOR``, ``BODYDANCE_PLATE``), the tensor contract, the
 bundled dances (the raster windows are sized by them) and this export package
 (its subpackages included).
 """
@@ -29,10 +29,10 @@ def export_sources() -> list:
 
 
 def source_fingerprint() -> str:
-    """sha256 over the generator choice and the names and bytes of :func:`export_sources`."""
-    from bodydance.stages.generator_switch import generator_choice
+    """sha256 over the generator and plate choices and the names and bytes of :func:`export_sources`."""
+    from bodydance.stages.generator_switch import generator_choice, plate_choice
 
-    digest = hashlib.sha256(generator_choice().encode() + b"\0")
+    digest = hashlib.sha256(generator_choice().encode() + b"\0" + plate_choice().encode() + b"\0")
     for path in export_sources():
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()

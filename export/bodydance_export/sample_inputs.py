@@ -35,7 +35,7 @@ def sample_tensor(name: str, shape, rng: np.random.Generator) -> np.ndarray:
         return depth
     if name == "correspondence_flow":
         return rng.uniform(-1.1, 1.1, shape).astype(np.float32)
-    if name in ("source_image", "background"):
+    if name in ("source_image", "background", "plate_fill"):
         # Photos are smooth at the pixel scale; white noise would turn sub-pixel
         # resampling differences into full-range errors.
         h, w = shape[-2:]

@@ -45,9 +45,9 @@ def test_parity_check_catches_a_model_that_differs(tmp_path):
 
 def test_fp16_check_catches_overflow():
     class SumsPixels(torch.nn.Module):  # the style encoder's first version: a raw sum over 65536 pixels
-        def forward(self, source_image, person_mask, source_parsing):
+        def forward(self, source_image, person_mask, source_parsing, plate_fill):
             total = source_image.to(person_mask.dtype).sum(dim=(1, 2, 3))[:, None, None]  # uint8 on the wire
-            return total.expand(-1, 8, 16).contiguous(), source_image
+            return total.expand(-1, 8, 16).contiguous(), plate_fill
     inputs = sample_inputs(STYLE_ENCODER, 256, batch=1)
     inputs["source_image"] = np.ones_like(inputs["source_image"])
     with pytest.raises(ExportCheckError, match="FP16"):

@@ -47,7 +47,7 @@ def _check_contract(out: reconstruction.SubjectReconstruction, n: int) -> None:
         assert value.shape == spec.concrete_shape(n), spec.name
         assert np.isfinite(value).all(), spec.name
     assert out.person_count.tolist() == [1]
-    assert out.source_image.dtype == np.uint8 and out.background.dtype == np.uint8  # the wire's levels
+    assert out.source_image.dtype == np.uint8 and out.plate_fill.dtype == np.uint8  # the wire's levels
     assert 0.0 <= out.person_mask.min() and out.person_mask.max() <= 1.0
     assert np.abs(out.betas).max() <= body_fit.MAX_ABS_BETA
     assert out.joints_2d.shape == (24, 2) and np.isfinite(out.joints_2d).all()
@@ -227,7 +227,7 @@ def test_half_body_astronaut(reconstructor, astronaut):
     expected = cv2.resize(astronaut, (n, n), interpolation=cv2.INTER_AREA).transpose(2, 0, 1)
     assert np.array_equal(out.source_image, expected)
     # The plate: the person is gone (every masked pixel refilled), the flag corner is the photo's own.
-    changed = np.abs(out.background.astype(int) - out.source_image).max(0) > 0
+    changed = np.abs(out.plate_fill.astype(int) - out.source_image).max(0) > 0
     assert changed[out.person_mask[0] > 0.5].mean() > 0.97
     assert not changed[:40, :40].any()
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
-from bodydance.stages import generator_switch, refiner as R
+from bodydance.stages import refiner as R
 from bodydance.stages.style import StyleGenerator, generator_planes
 from bodydance_client import contract as C
 
@@ -25,15 +24,6 @@ def _planes(n=64, seed=0):
     return frame, background, seen, onehot, refilled, style, generated
 
 
-def _randomised(seed=0):
-    model = R.FrameRefiner()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    return model.eval()
-
-
 def test_an_untrained_refiner_is_close_to_the_identity():
     frame, *rest = _planes()
     torch.manual_seed(0)
@@ -42,10 +32,10 @@ def test_an_untrained_refiner_is_close_to_the_identity():
     assert 0 < change.max() < 0.05 and change.mean() < 0.01
 
 
-def test_confidently_seen_and_uneditable_pixels_stay_the_warps():
+def test_confidently_seen_and_uneditable_pixels_stay_the_warps(randomised):
     frame, background, seen, onehot, refilled, style, generated = _planes()
     with torch.no_grad():
-        out, editable = _randomised()(frame, background, seen, onehot, refilled, style, generated)
+        out, editable = randomised(R.FrameRefiner())(frame, background, seen, onehot, refilled, style, generated)
     assert editable[0, 0, :, :50 + R.RIM_PX].all() and not editable[0, 0, :, 50 + R.RIM_PX:].any()
     changed = (out - frame).abs().amax(1)[0] > 1e-6
     interior = torch.zeros_like(changed)
@@ -60,38 +50,12 @@ def test_the_parameter_count_is_in_the_issues_range():
     assert 500_000 <= R.FrameRefiner().parameter_count() <= 1_000_000
 
 
-def test_the_switch_goes_back_to_the_deterministic_generator(monkeypatch, tmp_path):
-    weights = tmp_path / "refiner.safetensors"
-    from safetensors.torch import save_file
-
-    save_file(R.FrameRefiner().state_dict(), str(weights))
-    monkeypatch.delenv(generator_switch.GENERATOR_ENV, raising=False)
-    assert R.load_refiner(weights) is None  # the default: the deterministic stand-in
-    monkeypatch.setenv(generator_switch.GENERATOR_ENV, "learned")
-    assert isinstance(R.load_refiner(weights), R.FrameRefiner)
-    assert R.load_refiner(tmp_path / "missing.safetensors") is None  # no weights: the stand-in
-    monkeypatch.setenv(generator_switch.GENERATOR_ENV, "deterministic")
-    assert R.load_refiner(weights) is None
-    monkeypatch.setenv(generator_switch.GENERATOR_ENV, "lerned")
-    with pytest.raises(ValueError, match="must be one of learned, deterministic"):
-        R.load_refiner(weights)
-
-
-def test_the_export_fingerprint_follows_the_switch(monkeypatch):
-    from bodydance_export.fingerprint import source_fingerprint
-
-    monkeypatch.setenv(generator_switch.GENERATOR_ENV, "learned")
-    learned = source_fingerprint()
-    monkeypatch.setenv(generator_switch.GENERATOR_ENV, "deterministic")
-    assert source_fingerprint() != learned
-
-
-def test_the_refined_generator_exports_to_onnx_with_parity(tmp_path):
+def test_the_refined_generator_exports_to_onnx_with_parity(tmp_path, randomised):
     from bodydance_export.sample_inputs import sample_inputs
     from bodydance_export.steps import ONNX_OPSET, check_parity, export_onnx
 
     assert ONNX_OPSET <= 19  # GridSample's mode names change at 20
-    generator = StyleGenerator(_randomised(1)).eval()
+    generator = StyleGenerator(randomised(R.FrameRefiner(), 1)).eval()
     path = export_onnx(generator, C.STYLE_GENERATOR, sample_inputs(C.STYLE_GENERATOR, 64, batch=2, seed=1),
                        tmp_path / "generator.onnx")
     report = check_parity(generator, C.STYLE_GENERATOR, path, sample_inputs(C.STYLE_GENERATOR, 64, batch=3, seed=2))

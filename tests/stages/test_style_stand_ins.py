@@ -26,7 +26,7 @@ def _scene():
 def test_style_encoder_codes_each_part_by_its_colour_and_area():
     image, mask, parsing = _scene()
     with torch.no_grad():
-        style = StyleEncoder(N)(image, mask, parsing)
+        style = StyleEncoder(N).region_style(image, mask, parsing)
     assert style.shape == (1, NUM_PARTS, STYLE_DIM)
     style = style[0].numpy()
     assert np.allclose(style[PART["torso"], :3], RED, atol=1e-4)
@@ -55,7 +55,7 @@ def test_style_generator_copies_seen_pixels_fills_unseen_ones_and_keeps_the_back
     image, mask, parsing = _scene()
     with torch.no_grad():
         image, mask, parsing, background = _plate_inputs()
-        style = StyleEncoder(N)(image, mask, parsing)
+        style = StyleEncoder(N).region_style(image, mask, parsing)
         flow = _identity_flow()
         target = parsing.clone()
         target[..., 48:56, 24:32] = PART["hand"]  # body surface the photo never showed
@@ -77,7 +77,7 @@ def test_frame_alpha_covers_where_the_photo_s_person_stood():
     image, mask, parsing = _scene()
     with torch.no_grad():
         image, mask, parsing, background = _plate_inputs()
-        style = StyleEncoder(N)(image, mask, parsing)
+        style = StyleEncoder(N).region_style(image, mask, parsing)
         moved = torch.roll(parsing, shifts=20, dims=3)  # the dancer stepped 20 px right
         flow = torch.zeros(1, 2, N, N)
         _, alpha = StyleGenerator()(image, background, style, flow, (moved > 0).float(), moved)
@@ -92,7 +92,7 @@ def test_a_seen_pixel_whose_flow_lands_off_the_photo_s_person_takes_its_part_col
     photo's background. It must not paint a ghost of that background onto the dancer."""
     with torch.no_grad():
         image, mask, parsing, background = _plate_inputs()
-        style = StyleEncoder(N)(image, mask, parsing)
+        style = StyleEncoder(N).region_style(image, mask, parsing)
         flow = _identity_flow()
         target = parsing.clone()
         target[..., 24:48, 40:44] = PART["torso"]  # the dancer's torso is 4 px wider than the photo's person

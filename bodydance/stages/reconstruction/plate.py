@@ -1,4 +1,4 @@
-"""Stage 1 subject side, part 6: the background plate, the photo with the whole person taken out.
+"""Stage 1 subject side, part 6: the plate fill, the photo with the whole person taken out and the hole filled.
 
 The hole is every pixel MediaPipe's mask gives even a small chance of being the person
 (probability above :data:`HOLE_PROBABILITY`, not 0.5), grown a little: the 0.5 contour runs
@@ -13,7 +13,9 @@ of those tried. Frequency-selective reconstruction (``cv2.xphoto`` FSR) scores h
 synthetic scenes but paints sky-white blobs into the real one; shift-map pastes whole wrong
 objects (a second eye, half a cup); adding the fitted body's silhouette to the hole catches limbs the mask misses on synthetic scenes but, on the real video, where the
 mask is good, the fit's own error makes it refill real background. Not sharp: a person-sized hole
-comes out smooth; a learned inpainter is the next step.
+comes out smooth, so this fill is the reconstruction's ``plate_fill`` and ``style_encoder`` refines
+its hole with a network trained here (:mod:`bodydance.stages.plate_inpainter`) into the served
+``background``.
 
 Pure numpy and OpenCV (the python backend carries no torch). Images are ``[N, N, 3]`` uint8 RGB
 of the working square; masks ``[N, N]``.

@@ -46,7 +46,7 @@ class SubjectReconstruction:
 
     source_image: np.ndarray  # [3, N, N] uint8 levels
     person_mask: np.ndarray  # [1, N, N] float32 in [0, 1]
-    background: np.ndarray  # [3, N, N] uint8 levels: source_image with the person inpainted away
+    plate_fill: np.ndarray  # [3, N, N] uint8 levels: source_image with the person Telea-filled away
     betas: np.ndarray  # [10] float32
     source_pose: np.ndarray  # [24, 3] float32, axis-angle rad
     camera: np.ndarray  # [3] float32 (s NDC/m, tx, ty)
@@ -280,7 +280,7 @@ class Reconstructor:
         out = SubjectReconstruction(
             source_image=np.ascontiguousarray(square_image.transpose(2, 0, 1), dtype=np.uint8),
             person_mask=np.ascontiguousarray(person_mask[None], dtype=np.float32),
-            background=np.ascontiguousarray(plate.transpose(2, 0, 1)),
+            plate_fill=np.ascontiguousarray(plate.transpose(2, 0, 1)),
             betas=fit.betas.astype(np.float32),
             source_pose=pose.astype(np.float32),
             camera=camera,
