@@ -9,10 +9,10 @@ process) of the same photo; what differs is the hole and the fill:
 * ``FSR, <hole>`` -- OpenCV's frequency-selective reconstruction (``cv2.xphoto``) on four holes:
   the mask (> 0.5), the mask with the fitted body's silhouette, the soft mask (> 0.15) with the
   silhouette where it lies within 3 grows of it, and the soft mask alone;
-* ``Telea, soft mask`` -- the reconstruction's fill (:mod:`bodydance.stages.reconstruction.plate`): OpenCV's
-  fast-marching inpainting on the soft mask. Every hole but the first is grown by N/64;
-* ``Telea + learned, soft mask`` -- the plate now: that fill's hole refined by the plate inpainter
-  trained here (:mod:`bodydance.stages.plate_inpainter`, as ``style_encoder`` runs it). It trained on
+* ``Telea, soft mask`` -- the plate now, the reconstruction's fill (:mod:`bodydance.stages.reconstruction.plate`):
+  OpenCV's fast-marching inpainting on the soft mask. Every hole but the first is grown by N/64;
+* ``Telea + learned, soft mask`` -- that fill's hole refined by the plate inpainter trained here
+  (:mod:`bodydance.stages.plate_inpainter`, as ``style_encoder`` runs it with ``BODYDANCE_PLATE=learned``). It trained on
   crops of scikit-image photos, 8 of the 10 synthetic backgrounds here among them (other crops, other
   holes); the Sports2D video it never saw.
 
@@ -130,8 +130,8 @@ def plates(image: np.ndarray, person_mask: np.ndarray, betas, pose, camera) -> t
             "shift-map, soft mask": shift_map(image, holes["soft mask"])}
     for name, hole in holes.items():
         made[f"FSR, {name}"] = fsr(image, hole)
-    made["Telea, soft mask"] = plate.background_plate(image, person_mask)  # the reconstruction's fill
-    made["Telea + learned, soft mask"] = learned_plate(made["Telea, soft mask"], person_mask)  # the plate now
+    made["Telea, soft mask"] = plate.background_plate(image, person_mask)  # the plate now
+    made["Telea + learned, soft mask"] = learned_plate(made["Telea, soft mask"], person_mask)  # BODYDANCE_PLATE=learned
     return made, holes["soft mask"]
 
 

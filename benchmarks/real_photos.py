@@ -8,8 +8,10 @@ template.
 
     python benchmarks/real_photos.py                               # the default, deterministic generator
     BODYDANCE_GENERATOR=learned python benchmarks/real_photos.py   # the trained refiner
+    BODYDANCE_PLATE=learned python benchmarks/real_photos.py       # the learned plate inpainter
 Writes benchmarks/results/real_<name>_overlay.png and real_<name>_sheet.png (real_<name>_sheet_learned.png
-with the refiner); once both sheets exist, real_<name>_before_after.png stacks them (deterministic above).
+with the refiner, real_<name>_sheet_plate.png with the plate inpainter); once both sheets exist,
+real_<name>_before_after.png (real_<name>_before_after_plate.png) stacks them, the defaults above.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from PIL import Image
 from bodydance.body import BodyModel, load_open_body_arrays
 from bodydance.reference_render import part_image, rasterize
 from bodydance.serving.repository import REPOSITORY_ROOT
-from bodydance.stages.generator_switch import generator_choice
+from bodydance.stages.generator_switch import generator_choice, plate_choice
 from bodydance.serving.server import EmbeddedTritonServer
 from bodydance_client.sdk import BodyDanceClient
 from bodydance_client.video import contact_sheet
@@ -59,19 +61,28 @@ def overlay(subject, body, arrays) -> np.ndarray:
     return image.round().astype(np.uint8)
 
 
-def stack_before_after(name: str) -> None:
-    """real_<name>_before_after.png: the deterministic sheet above the learned one, when both exist."""
-    sheets = [RESULTS / f"real_{name}_sheet{suffix}.png" for suffix in ("", "_learned")]
+def sheet_suffix() -> str:
+    """"" for the defaults; "_learned" with the trained refiner, "_plate" with the learned plate inpainter."""
+    return ("_learned" if generator_choice() == "learned" else "") + ("_plate" if plate_choice() == "learned" else "")
+
+
+def stack_before_after(name: str, suffix: str) -> None:
+    """real_<name>_before_after.png (the refiner) or real_<name>_before_after<suffix>.png: the default
+    sheet above the one made with ``suffix``'s learned parts, when both exist."""
+    if not suffix:
+        return
+    sheets = [RESULTS / f"real_{name}_sheet{s}.png" for s in ("", suffix)]
     if all(p.exists() for p in sheets):
         images = [np.asarray(Image.open(p).convert("RGB")) for p in sheets]
         if images[0].shape == images[1].shape:
-            Image.fromarray(np.concatenate(images, 0)).save(RESULTS / f"real_{name}_before_after.png")
+            target = RESULTS / f"real_{name}_before_after{'' if suffix == '_learned' else suffix}.png"
+            Image.fromarray(np.concatenate(images, 0)).save(target)
 
 
 def main():
     RESULTS.mkdir(exist_ok=True)
     body, arrays = BodyModel.open_body(), load_open_body_arrays()
-    suffix = "" if generator_choice() == "deterministic" else "_learned"
+    suffix = sheet_suffix()
     ensure_exported(REPOSITORY_ROOT / "cpu")
     with EmbeddedTritonServer(REPOSITORY_ROOT / "cpu") as server, BodyDanceClient(server.grpc_url) as client:
         client.wait_until_ready()
@@ -81,7 +92,7 @@ def main():
                             ).save(RESULTS / f"real_{name}_overlay.png")
             frames = list(client.frames(subject, "disco"))
             contact_sheet(frames[::16][:11], RESULTS / f"real_{name}_sheet{suffix}.png", photo=subject.photo)
-            stack_before_after(name)
+            stack_before_after(name, suffix)
             print(f"{name}: {photo.shape[1]}x{photo.shape[0]}, person_count {subject.person_count}, "
                   f"camera {np.round(subject.tensors['camera'][0], 3)}, betas[0] {subject.tensors['betas'][0, 0]:.2f}")
 

@@ -8,8 +8,8 @@ working resolution (the residual is upsampled), once per photo, inside ``style_e
 
 Weights are trained here (``python -m bodydance.training plate``: crops of package photos with
 person-shaped holes, :mod:`bodydance.training.plate_training`) and committed in safetensors with their
-log (``bodydance/data/plate_inpainter.safetensors``). ``BODYDANCE_PLATE=telea`` at export time keeps
-the Telea fill alone. ``N`` must be a multiple of 32.
+log (``bodydance/data/plate_inpainter.safetensors``). ``BODYDANCE_PLATE=learned`` at export time builds
+it in; the default, ``telea``, keeps the Telea fill alone (why: :mod:`bodydance.stages.generator_switch`). ``N`` must be a multiple of 32.
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ def read_inpainter(path: Path = WEIGHTS) -> PlateInpainter:
 
 
 def load_inpainter(path: Path = WEIGHTS) -> Optional[PlateInpainter]:
-    """The trained inpainter when :data:`PLATE_ENV` asks for it (the default) and its weights are
-    present, else None (the Telea fill alone)."""
+    """The trained inpainter when ``BODYDANCE_PLATE=learned`` asks for it and its weights are present,
+    else None (the Telea fill alone, the default)."""
     if plate_choice() == "telea" or not path.exists():
         return None
     return read_inpainter(path)

@@ -19,7 +19,7 @@ from bodydance_client import contract as C
 
 STAGE_MODULES: Dict[str, Callable[[int], torch.nn.Module]] = {
     C.SOURCE_PARSER.name: SourceParser,
-    # The plate inpainter's trained weights unless BODYDANCE_PLATE=telea (stages/plate_inpainter.py).
+    # The plate inpainter's trained weights when BODYDANCE_PLATE=learned (stages/generator_switch.py).
     C.STYLE_ENCODER.name: lambda resolution: StyleEncoder(resolution, load_inpainter()),
     C.BODY_GEOMETRY.name: BodyGeometry,
     C.PARSING_PRIOR.name: ParsingPrior,

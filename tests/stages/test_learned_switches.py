@@ -1,5 +1,5 @@
-"""The switches between each learned part and its stand-in: the refiner (off by default) and the plate
-inpainter (on by default); each is part of the export fingerprint, so a changed switch re-exports."""
+"""The switches between each learned part and its stand-in: the refiner and the plate inpainter, both
+off by default; each is part of the export fingerprint, so a changed switch re-exports."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from bodydance.stages import generator_switch as S, plate_inpainter, refiner
 # (environment variable, learned, stand-in, default, the loader, the module it loads)
 SWITCHES = {
     "refiner": (S.GENERATOR_ENV, "learned", "deterministic", "deterministic", refiner.load_refiner, refiner.FrameRefiner),
-    "plate": (S.PLATE_ENV, "learned", "telea", "learned", plate_inpainter.load_inpainter, plate_inpainter.PlateInpainter),
+    "plate": (S.PLATE_ENV, "learned", "telea", "telea", plate_inpainter.load_inpainter, plate_inpainter.PlateInpainter),
 }
 
 
