@@ -8,8 +8,9 @@ working resolution (the residual is upsampled), once per photo, inside ``style_e
 
 Weights are trained here (``python -m bodydance.training plate``: crops of package photos with
 person-shaped holes, :mod:`bodydance.training.plate_training`) and committed in safetensors with their
-log (``bodydance/data/plate_inpainter.safetensors``). ``BODYDANCE_PLATE=learned`` at export time builds
-it in; the default, ``telea``, keeps the Telea fill alone (why: :mod:`bodydance.stages.generator_switch`). ``N`` must be a multiple of 32.
+log (``bodydance/data/plate_inpainter.safetensors``). ``BODYDANCE_PLATE=learned`` at export time
+builds it in; the default, ``telea``, keeps the Telea fill alone (why: :mod:`bodydance.stages.generator_switch`).
+``N`` must be a multiple of 16.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from bodydance.stages.generator_switch import PLATE_WEIGHTS, plate_choice
 from bodydance.stages.reconstruction.plate import GROW_SHARE, HOLE_PROBABILITY
 from bodydance.stages.weights import parameter_count, read_weights
 
-WEIGHTS = PLATE_WEIGHTS
 # Channels at N/2 (where it runs), N/4, N/8, N/16; the last level's dilated convolutions widen the
 # receptive field past a torso's width at 256.
 WIDTHS = (16, 32, 64, 96)
@@ -33,9 +33,11 @@ GROUPS = 8
 
 
 def person_hole(person_mask: torch.Tensor, resolution: int) -> torch.Tensor:
-    """``[B,1,N,N]`` {0,1} (``N = resolution``, an int so the export traces a constant): the pixels the plate refilled, as :func:`~bodydance.stages.reconstruction.plate.person_hole`
-    chooses them (mask above the hole probability, grown; a square here where OpenCV grows a disc, so it
-    may reach a pixel further at the corners, where the Telea fill and the photo both lie)."""
+    """``[B,1,N,N]`` {0,1}: the pixels the plate refilled, as
+    :func:`~bodydance.stages.reconstruction.plate.person_hole` chooses them (mask above the hole
+    probability, grown; a square here where OpenCV grows a disc, so it may reach a pixel further at the
+    corners, where the Telea fill and the photo both lie). ``resolution`` is ``N`` as an int, so the
+    export traces a constant."""
     grow = max(2, int(round(resolution * GROW_SHARE)))
     return F.max_pool2d((person_mask > HOLE_PROBABILITY).to(person_mask.dtype), 2 * grow + 1, 1, grow)
 
@@ -62,9 +64,8 @@ class PlateInpainter(torch.nn.Module):
         torch.nn.init.normal_(self.head.weight, std=1e-3)
         torch.nn.init.zeros_(self.head.bias)
 
-    def residual(self, filled_half, hole_half):
-        """The residual at N/2 from the inputs at N/2 (what training calls on its crops)."""
-        x = self.stem(torch.cat([filled_half * 2.0 - 1.0, hole_half], 1))
+    def forward(self, filled, hole):
+        x = self.stem(torch.cat([F.avg_pool2d(filled, 2) * 2.0 - 1.0, F.max_pool2d(hole, 2)], 1))  # at N/2
         skips = [x]
         for block in self.down:
             x = block(x)
@@ -72,25 +73,19 @@ class PlateInpainter(torch.nn.Module):
         x = self.context(x)
         for block, skip in zip(self.up, reversed(skips[:-1])):
             x = block(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], 1))
-        return self.head(x)
-
-    def forward(self, filled, hole):
-        filled_half = F.avg_pool2d(filled, 2)
-        hole_half = F.max_pool2d(hole, 2)
-        residual = F.interpolate(self.residual(filled_half, hole_half), scale_factor=2.0, mode="bilinear",
-                                 align_corners=False)
+        residual = F.interpolate(self.head(x), scale_factor=2.0, mode="bilinear", align_corners=False)
         return (filled + hole * residual).clamp(0.0, 1.0)
 
     def parameter_count(self) -> int:
         return parameter_count(self)
 
 
-def read_inpainter(path: Path = WEIGHTS) -> PlateInpainter:
+def read_inpainter(path: Path = PLATE_WEIGHTS) -> PlateInpainter:
     """The inpainter with the weights at ``path`` (safetensors), whatever the switch says."""
     return read_weights(PlateInpainter(), path)
 
 
-def load_inpainter(path: Path = WEIGHTS) -> Optional[PlateInpainter]:
+def load_inpainter(path: Path = PLATE_WEIGHTS) -> Optional[PlateInpainter]:
     """The trained inpainter when ``BODYDANCE_PLATE=learned`` asks for it and its weights are present,
     else None (the Telea fill alone, the default)."""
     if plate_choice() == "telea" or not path.exists():

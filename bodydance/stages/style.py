@@ -1,8 +1,9 @@
 """Stage 3, target-pose human generation: region style codes, then the generated frame.
 
 Subject side (``style_encoder``, once per photo): a style code per parsed region, and the background
-plate (the reconstruction's Telea fill, refined by the learned plate inpainter when its weights are built in). Frame side (``style_generator``, once per frame): the photo warped by
-the correspondence flow, combined with the target parsing and the region codes. The encoder is a
+plate (the reconstruction's Telea fill, refined by the learned plate inpainter when it is built in).
+Frame side (``style_generator``, once per frame): the photo warped by the correspondence flow,
+combined with the target parsing and the region codes. The encoder is a
 deterministic **baseline**; the generator is deterministic, refined by a small network trained
 here when its weights are present (:mod:`bodydance.stages.refiner`). Shapes are batched: ``B`` in front of the contract's shapes.
 """
@@ -49,6 +50,8 @@ class StyleEncoder(torch.nn.Module):
         plate = unit_image(plate_fill, person_mask)
         if self.inpainter is not None:
             plate = self.inpainter(plate, person_hole(person_mask, self.resolution))
+        # Through float and back even without the inpainter: exact for uint8 levels, and the graph keeps
+        # the one shape of computation whichever way the switch is set.
         background = (plate * 255.0 + 0.5).to(torch.uint8)
         return self.region_style(source_image, person_mask, source_parsing), background
 

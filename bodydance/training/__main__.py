@@ -20,8 +20,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from bodydance.stages.generator_switch import WEIGHTS
-from bodydance.stages.plate_inpainter import WEIGHTS as PLATE_WEIGHTS
+from bodydance.stages.generator_switch import PLATE_WEIGHTS, WEIGHTS
 from bodydance.training.pairs import DEFAULT_FOLDER as DATA
 from bodydance_client import contract as C
 
@@ -62,7 +61,8 @@ def train(folder: Path = typer.Option(DATA / "train", help="training shards"),
           weights: Path = typer.Option(WEIGHTS, help="where the trained weights are written")):
     """Train the style refiner (resumable), then write its safetensors weights, log and loss curves."""
     from bodydance.training.pairs import load_shards
-    from bodydance.training.refiner_training import TrainingSettings, export_weights
+    from bodydance.training.loop import export_weights
+    from bodydance.training.refiner_training import TrainingSettings
     from bodydance.training.refiner_training import train as train_refiner
 
     if crop % 16:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from bodydance.stages.refiner import FrameRefiner
 from bodydance.stages.style import generator_planes
-from bodydance.training.loop import export_weights, train_resumably  # noqa: F401 (export_weights: the CLI's)
+from bodydance.training.loop import train_resumably
 
 UNSEEN_WEIGHT = 3.0
 W_SQUARED = 2.0

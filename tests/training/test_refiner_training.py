@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from bodydance.training.pairs import load_shards, write_shards
-from bodydance.training.refiner_training import TrainingSettings, draw_batch, export_weights, losses, train
+from bodydance.training.loop import export_weights
+from bodydance.training.refiner_training import TrainingSettings, draw_batch, losses, train
 
 N = 128
 

@@ -13,9 +13,9 @@ of those tried. Frequency-selective reconstruction (``cv2.xphoto`` FSR) scores h
 synthetic scenes but paints sky-white blobs into the real one; shift-map pastes whole wrong
 objects (a second eye, half a cup); adding the fitted body's silhouette to the hole catches limbs the mask misses on synthetic scenes but, on the real video, where the
 mask is good, the fit's own error makes it refill real background. Not sharp: a person-sized hole
-comes out smooth, so this fill is the reconstruction's ``plate_fill`` and ``style_encoder`` refines
-its hole with a network trained here (:mod:`bodydance.stages.plate_inpainter`) into the served
-``background``.
+comes out smooth. This fill is the reconstruction's ``plate_fill``, which ``style_encoder`` serves as
+the ``background``; with ``BODYDANCE_PLATE=learned`` it first refines the hole with a network trained
+here (:mod:`bodydance.stages.plate_inpainter`).
 
 Pure numpy and OpenCV (the python backend carries no torch). Images are ``[N, N, 3]`` uint8 RGB
 of the working square; masks ``[N, N]``.
