@@ -16,14 +16,17 @@ runs the deterministic frame path once per variant, on the same inputs:
 
 ``--study reach`` instead varies how far past the bare body the photo's pixels are carried (hair,
 loose clothes): the frame path's margin and parsing reach (N/24 as shipped; N/16, N/12, N/8) with the
-source parsing grown at least as far.
+source parsing grown at least as far. ``--study person``: whether a point counts as shown only where it
+lands on the photo's person. ``--study carry``: what pixels past the target body may carry from the photo
+(``BodyGeometry.CARRY_PAST_THE_BODY``): anything; only what lay past the fitted body; or that, but
+anything within ``CARRY_NEAR_PX`` of the target body (shipped).
 
 PSNR and SSIM against the scene's true render, on the person, on its co-visible part, on the
 surface the photo never drew and on the whole frame; paired differences (shipped minus each other)
 with 95 % bootstrap intervals over scenes; and the eager frame path's time per frame with each
 variant, rounds alternating.
 
-    python benchmarks/hidden_surface.py [--study borrowing|reach] [--scenes 50] [--poses 4]
+    python benchmarks/hidden_surface.py [--study borrowing|reach|person|carry] [--scenes 50] [--poses 4]
 Writes benchmarks/results/hidden_surface.{md,json} and hidden_surface_sheet.png (reach:
 hidden_surface_reach.*).
 """
@@ -63,6 +66,7 @@ class Variant:
     reach_px: int  # how far past the bare body the flow and the target parsing go
     source_grow_px: int  # how far the source parsing grows the fitted body's parts into the person mask
     shown_only_on_person: bool = True  # a point counts as shown only where it lands on the photo's person
+    carry_past_the_body: str = "near the body"  # what pixels past the target body may carry (BodyGeometry.CARRY_PAST_THE_BODY)
 
     def apply(self, path: DeterministicPath):
         path.geometry.surface.donor_maps = self.donor_maps
@@ -72,12 +76,13 @@ class Variant:
         path.geometry.fill_levels = int(np.ceil(np.log2(self.reach_px))) + 1
         path.parser.grow_steps = self.source_grow_px
         path.geometry.SHOWN_ONLY_ON_PERSON = self.shown_only_on_person
+        path.geometry.CARRY_PAST_THE_BODY = self.carry_past_the_body
 
 
 def shipped_variant(path: DeterministicPath) -> Variant:
     return Variant(path.geometry.surface.donor_maps.clone(), path.geometry.LEND_INSIDE_PX,
                    path.generator.COPY_FROM_PERSON_ONLY, path.geometry.margin, path.parser.grow_steps,
-                   path.geometry.SHOWN_ONLY_ON_PERSON)
+                   path.geometry.SHOWN_ONLY_ON_PERSON, path.geometry.CARRY_PAST_THE_BODY)
 
 
 def borrowing_variants(path: DeterministicPath):
@@ -112,6 +117,13 @@ def person_variants(path: DeterministicPath):
             "no copy check in the generator": dataclasses.replace(shipped, copy_from_person_only=False)}
 
 
+def carry_variants(path: DeterministicPath):
+    """Name -> :class:`Variant` for the carry study: what may a pixel past the target body carry from the photo?"""
+    shipped = shipped_variant(path)
+    return {SHIPPED: shipped, "carry anything": dataclasses.replace(shipped, carry_past_the_body="anything"),
+            "only from past the body": dataclasses.replace(shipped, carry_past_the_body="past the body")}
+
+
 # study -> (variants, the variants the shipped one is compared with, the variants the sheet shows)
 STUDIES = {
     "borrowing": (borrowing_variants, ("mirror", "part mean", "shipped + far side"),
@@ -119,6 +131,7 @@ STUDIES = {
     "reach": (reach_variants, ("reach N/16", "reach N/12", "reach N/8"), (SHIPPED, "reach N/12", "reach N/8")),
     "person": (person_variants, ("shown wherever the fit lands", "no copy check in the generator"),
                ("shown wherever the fit lands", SHIPPED)),
+    "carry": (carry_variants, ("carry anything", "only from past the body"), ("carry anything", "only from past the body", SHIPPED)),
 }
 
 
@@ -206,7 +219,8 @@ def main():
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=1))
     title = {"borrowing": "Borrowing for hidden surface", "reach": "Reach past the bare body",
-             "person": "A point shown only where it lands on the photo's person"}[args.study]
+             "person": "A point shown only where it lands on the photo's person",
+             "carry": "What pixels past the target body may carry from the photo"}[args.study]
     lines = [f"# {title}: {len(rows)} held-out pairs from {scenes} scenes "
              f"({refused} photos refused by the fit), fitted subjects, {resolution} px, deterministic generator", "",
              "Gain = shipped minus the other, paired per pair; 95 % interval by bootstrap over scenes.", "",

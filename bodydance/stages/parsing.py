@@ -48,9 +48,10 @@ class ParsingPrior(torch.nn.Module):
     (source_parsing ``[B,1,N,N]`` uint8, target_parts ``[B,1,N,N]`` int32,
     correspondence_flow ``[B,2,N,N]`` NDC) -> target_parsing ``[B,1,N,N]`` int32.
     The photo's parsing (hair, loose clothes included) is carried along the flow;
-    a carried label is kept beside the rendered body only where it names the
-    same part as the nearest rendered pixel, so a raised arm does not drag the
-    torso behind it along.
+    a carried label is kept beside the rendered body only where the flow has a
+    source (``body_geometry`` gives none where it would copy body surface a
+    second time) and names the same part as the nearest rendered pixel, so a
+    raised arm does not drag the torso behind it along.
     """
 
     def __init__(self, resolution: int):
@@ -60,7 +61,9 @@ class ParsingPrior(torch.nn.Module):
     def forward(self, source_parsing, target_parts, correspondence_flow):
         labels = source_parsing.to(correspondence_flow.dtype)
         carried = sample_ndc(labels, correspondence_flow.permute(0, 2, 3, 1), mode="nearest")
-        carried = carried.to(torch.int64)
+        # A flow outside the photo (-2: no source) carries nothing, whatever the photo's border shows.
+        has_source = (correspondence_flow.abs() <= 1.0).all(dim=1, keepdim=True)
+        carried = torch.where(has_source, carried.to(torch.int64), torch.zeros_like(carried, dtype=torch.int64))
         nearest = grow_labels(target_parts, NUM_PARTS, self.reach)
         beside = torch.where(carried == nearest, carried, torch.zeros_like(carried))
         rendered = target_parts.to(torch.int64)

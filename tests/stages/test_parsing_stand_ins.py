@@ -88,3 +88,17 @@ def test_parsing_prior_follows_the_flow():
     with torch.no_grad():
         out = ParsingPrior(N)(source, target_parts, flow)[0, 0].numpy()
     assert np.all(out[36:40, 41:59] == PART["torso"])
+
+
+def test_parsing_prior_carries_nothing_where_the_flow_has_no_source():
+    """Flow -2 (no source pixel) samples the photo's border; a person at the border must not be carried
+    beside the body there."""
+    source = torch.full((1, 1, N, N), PART["torso"], dtype=torch.uint8)  # the person fills the photo, border too
+    target = torch.zeros(1, 1, N, N, dtype=torch.int32)
+    target[..., 30:60, 40:56] = PART["torso"]
+    flow = _identity_flow()
+    flow[..., :, 56:] = -2.0  # right of the torso: no source
+    with torch.no_grad():
+        parsing = ParsingPrior(N)(source, target, flow)[0, 0].numpy()
+    assert (parsing[30:60, 56:60] == 0).all()  # beside the body, no source: nothing carried
+    assert (parsing[30:60, 36:40] == PART["torso"]).all()  # beside it with a source: carried as before

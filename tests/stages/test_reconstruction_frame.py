@@ -282,3 +282,36 @@ def test_an_arm_fitted_over_something_else_borrows_its_mirror_image():
     with torch.no_grad():
         flow, visible, _ = geometry(torch.zeros(1, 10), a_pose, CAMERA, depth, parsing, a_pose, torch.zeros(1, 3))
     assert ((flow[0, 0].numpy()[left_arm] + 1) * n / 2 > n / 2).mean() > 0.95
+
+
+def test_past_a_raised_arm_only_what_lay_past_the_body_is_carried():
+    """Photo with the arms down; the target raises the left arm. Past the raised arm, the carried
+    flow would copy the photo's lowered arm and torso a second time ("wings"): beyond CARRY_NEAR_PX
+    of the body, only sources off the fitted body are carried. Within it, anything is."""
+    from scipy import ndimage
+
+    a_pose, _, _ = _profile_photo()
+    raised = a_pose.clone()
+    raised[0, 16, 2] = 0.6  # the left shoulder up
+    geometry = BodyGeometry(N)
+    out = {}
+    with torch.no_grad():
+        depth = geometry.source_depth(torch.zeros(1, 10), a_pose, CAMERA)
+        for mode in ("anything", BodyGeometry.CARRY_PAST_THE_BODY):
+            geometry.CARRY_PAST_THE_BODY = mode
+            out[mode] = geometry(torch.zeros(1, 10), a_pose, CAMERA, depth, ALL_PERSON, raised, torch.zeros(1, 3))
+    flow, _, parts = out[BodyGeometry.CARRY_PAST_THE_BODY]
+    body = parts[0, 0].numpy() > 0
+    on_source_body = depth[0, 0].numpy() > -500
+
+    def carried_body_surface(flow):
+        has_flow = flow[0, 0].numpy() > -1.5
+        cols = np.clip(((flow[0, 0].numpy() + 1) * N / 2).astype(int), 0, N - 1)
+        rows = np.clip(((flow[0, 1].numpy() + 1) * N / 2).astype(int), 0, N - 1)
+        return has_flow & ~body & on_source_body[rows, cols]
+
+    far = ~ndimage.binary_dilation(body, iterations=BodyGeometry.CARRY_NEAR_PX, structure=np.ones((3, 3)))
+    assert carried_body_surface(out["anything"][0])[far].sum() > 20  # the wings it used to draw
+    assert carried_body_surface(flow)[far].sum() == 0
+    near = ~body & ~far
+    assert (flow[0, 0].numpy()[near] > -1.5).mean() > 0.9  # within CARRY_NEAR_PX: carried as before

@@ -47,6 +47,11 @@ class BodyGeometry(torch.nn.Module):
     MIN_HEAD_PIXELS = 24
     # Only a point whose pixel is the photo's person counts as shown (benchmarks/hidden_surface.py --study person).
     SHOWN_ONLY_ON_PERSON = True
+    # What a pixel past the target body (hair, loose clothes) may carry from the photo: "anything";
+    # "past the body" (nothing of the fitted body's surface); "near the body" (that, but anything
+    # within CARRY_NEAR_PX px of the target body); benchmarks/hidden_surface.py --study carry.
+    CARRY_PAST_THE_BODY = "near the body"
+    CARRY_NEAR_PX = 3
 
     def __init__(self, resolution: int, max_scale: float = MAX_CAMERA_SCALE):
         super().__init__()
@@ -166,11 +171,22 @@ class BodyGeometry(torch.nn.Module):
         flow_x, flow_y, one_piece = self._head_in_one_piece(flow_x, flow_y, head, head & direct, covered & ~head)
         # The head's pixels all copy the photo through its one map: none falls back to a flat colour.
         seen = seen | (one_piece & head)
+        carried = near & ~covered
+        if self.CARRY_PAST_THE_BODY != "anything":
+            # A pixel well past the target body whose source is the photo's body surface draws that
+            # surface a second time: the "wings" beside a raised arm are the photo's lowered arm carried
+            # along. Such pixels carry only what lay past the fitted body in the photo (hair, loose
+            # clothes); within CARRY_NEAR_PX of the body ("near the body") anything, where fit and
+            # person part ways by a few pixels.
+            keep = self._sample_at(empty, flow_x, flow_y) > 0.5
+            if self.CARRY_PAST_THE_BODY == "near the body":
+                keep = keep | (dilate(known, self.CARRY_NEAR_PX).reshape(batch, -1) > 0.5)
+            carried = carried & (keep | one_piece)
         flow = torch.stack([flow_x, flow_y], 1)  # [B, 2, P]
-        flow = torch.where(near[:, None], flow, torch.full_like(flow, -2.0))
+        flow = torch.where((covered | carried)[:, None], flow, torch.full_like(flow, -2.0))
 
         in_view = (flow_x.abs() <= 1.0) & (flow_y.abs() <= 1.0)
-        visible = in_view & (seen | (~covered & near & (spread[:, 6] > 0.5)))  # (ORT has no boolean Where)
+        visible = in_view & (seen | (carried & (spread[:, 6] > 0.5)))  # (ORT has no boolean Where)
         return (
             flow.reshape(batch, 2, n, n),
             visible.to(torch.float32).reshape(batch, 1, n, n),
