@@ -33,7 +33,8 @@ class BodyGeometry(torch.nn.Module):
     arm lies over something else in the photo (the astronaut's over her helmet), the mirror arm lends
     its pixels instead of the frame falling back to the part's flat colour. Hair and clothes reach past the
     bare body: within ``margin`` pixels of it, the flow continues the nearest
-    body pixels' skinned in-plane motion. ``source_depth`` is rendered once per
+    body pixels' skinned in-plane motion, and beyond :attr:`CARRY_NEAR_PX` it copies
+    only what lay past the fitted body in the photo. ``source_depth`` is rendered once per
     photo (:meth:`source_depth`, in the source parser), not once per frame.
     """
 
