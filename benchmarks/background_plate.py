@@ -39,10 +39,12 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 import synthetic_transfer as synthetic
+from learned_generator import paired_interval
 from bodydance.geometry import fill_holes
 from bodydance.stages.reconstruction import plate
 from bodydance.stages.reconstruction.photo import crop_square
 from bodydance.stages.reconstruction.subject import Reconstructor
+from bodydance.training.scenes import BACKGROUND_PHOTOS
 from bodydance_client import contract as C
 from bodydance_client.errors import BodyDanceError
 
@@ -64,12 +66,6 @@ def real_backgrounds() -> list:
     grey = lambda image: np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]  # noqa: E731
     return [grey(getattr(data, name)()) for name in BACKGROUND_NAMES]
 
-
-def inpainter_photos() -> tuple:
-    """The photos the plate inpainter trained on (the scenes' backgrounds)."""
-    from bodydance.training.scenes import BACKGROUND_PHOTOS
-
-    return BACKGROUND_PHOTOS
 
 
 def random_crop(image: np.ndarray, rng) -> np.ndarray:
@@ -136,17 +132,15 @@ def plates(image: np.ndarray, person_mask: np.ndarray, betas, pose, camera) -> t
 
 
 def learned_plate(filled: np.ndarray, person_mask: np.ndarray) -> np.ndarray:
-    """The Telea fill ``[N, N, 3]`` uint8 refined by the committed plate inpainter, as ``style_encoder`` runs it."""
+    """The Telea fill ``[N, N, 3]`` uint8 refined by the committed plate inpainter, on the hole ``style_encoder`` gives it."""
     from bodydance.stages.plate_inpainter import person_hole, read_inpainter
-    from bodydance.stages.style import StyleEncoder
 
-    if not hasattr(learned_plate, "encoder"):
-        learned_plate.encoder = StyleEncoder(filled.shape[0], read_inpainter()).eval()
-    encoder = learned_plate.encoder
+    if not hasattr(learned_plate, "model"):
+        learned_plate.model = read_inpainter()
     mask = torch.from_numpy(person_mask.astype(np.float32))[None, None]
     with torch.no_grad():
         plate_in = torch.from_numpy(np.ascontiguousarray(filled.transpose(2, 0, 1)))[None].float() / 255
-        out = encoder.inpainter(plate_in, person_hole(mask, filled.shape[0]))
+        out = learned_plate.model(plate_in, person_hole(mask, filled.shape[0]))
     return (out[0].numpy().transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
 
 
@@ -270,9 +264,10 @@ def markdown(result: dict) -> str:
             if what == "Sports2D":
                 lines.append(f"- {what} {metric.upper()}: " + ", ".join(f"{g:+.3f}" for g in gains))
             elif gains.size:
-                low, high = bootstrap_interval(gains)
-                lines.append(f"- {what} {metric.upper()}: {gains.mean():+.3f} [{low:+.3f}, {high:+.3f}] ({gains.size} scenes)")
-    trained_on = set(inpainter_photos())
+                flat = [{"seed": k, "gain": g, "zero": 0.0} for k, g in enumerate(gains)]  # one row per scene
+                mean, (low, high), count = paired_interval(flat, "gain", "zero")
+                lines.append(f"- {what} {metric.upper()}: {mean:+.3f} [{low:+.3f}, {high:+.3f}] ({count} scenes)")
+    trained_on = BACKGROUND_PHOTOS  # what the inpainter trained on
     unseen = [row for k, row in enumerate(result["synthetic"]) if BACKGROUND_NAMES[k % len(BACKGROUND_NAMES)] not in trained_on]
     gains = paired_gains(unseen, "person", "psnr")
     if gains.size:
@@ -299,12 +294,6 @@ def paired_gains(rows: list, key: str, metric: str) -> np.ndarray:
     """Learned minus Telea, per row where both are finite."""
     pairs = [(row[LEARNED][key][metric], row[TELEA][key][metric]) for row in rows]
     return np.array([a - b for a, b in pairs if np.isfinite(a) and np.isfinite(b)])
-
-
-def bootstrap_interval(values: np.ndarray, draws: int = 10_000, seed: int = 0) -> tuple:
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, (draws, values.size))].mean(1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def encoder_cost(rounds: int = 20) -> dict:
