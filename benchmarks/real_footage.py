@@ -332,7 +332,13 @@ def main():
     parser.add_argument("--sources", default=",".join(map(str, SOURCES)), help="source frames, comma-separated")
     parser.add_argument("--skip-faces", action="store_true", help="self-imitation only")
     parser.add_argument("--faces-only", action="store_true", help="the face check only")
+    parser.add_argument("--overwrite", action="store_true", help="replace results already written under --label")
     args = parser.parse_args()
+    written = [RESULTS / f"{kind}_{args.label}.json" for kind, skip in
+               (("real_footage", args.faces_only), ("face_check", args.skip_faces)) if not skip]
+    if not args.overwrite and any(path.exists() for path in written):
+        parser.error(f"results for --label {args.label} exist ({', '.join(p.name for p in written if p.exists())}); "
+                     "choose a new label or pass --overwrite")
     args.sources = [int(s) for s in args.sources.split(",") if s]
     start = time.perf_counter()
     import bodydance  # the code measured: this tree's, or an older one's run with this script

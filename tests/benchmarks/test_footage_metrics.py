@@ -108,3 +108,28 @@ def test_summary_skips_missing_values():
     s = M.summary([1.0, 2.0, float("nan"), None, 3.0])
     assert s["median"] == 2.0 and s["n"] == 3
     assert M.summary([])["n"] == 0
+
+
+def test_face_check_fills_a_missing_frame_s_roll_from_its_found_neighbours():
+    from face_check import every_frame_roll
+
+    assert every_frame_roll([None, 10.0, None, 30.0, None]) == pytest.approx([10, 10, 20, 30, 30])
+    assert every_frame_roll([None, None]) == []
+
+
+def test_face_check_measures_a_frame_against_its_own_turned_copy():
+    from face_check import against_turned_copies, roll_deg
+
+    rng = np.random.default_rng(0)
+    face = rng.normal(size=(468, 2)) * 20 + 100
+    face[M.LEFT_EYE_OUTER], face[M.RIGHT_EYE_OUTER] = (80, 100), (120, 100)
+    angle = np.radians(20)  # counter-clockwise as the viewer sees it: the image's y axis points down
+    turn = np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])
+    turned = (face - 100) @ turn.T * 0.5 + 40
+    assert roll_deg(turned, face) == pytest.approx(20, abs=1e-6)
+    torn = turned.copy()
+    torn[:200] += 2.0  # the upper part of the face slid 2 px against the rest
+    errors = against_turned_copies([turned, torn, turned, None], [turned * 1.5 + 3, turned, None, turned])
+    assert errors[0] == pytest.approx(0.0, abs=1e-9)  # the same shape, only moved and scaled
+    assert errors[1] > 0.02  # a tear shows against the copy
+    assert errors[2] is None and errors[3] is None
