@@ -11,6 +11,8 @@ process) of the same photo; what differs is the hole and the fill:
   silhouette where it lies within 3 grows of it, and the soft mask alone;
 * ``Telea, soft mask`` -- the plate now, the reconstruction's fill (:mod:`bodydance.stages.reconstruction.plate`):
   OpenCV's fast-marching inpainting on the soft mask. Every hole but the first is grown by N/64;
+  the working square's padding past the photo's edges is no source for this fill or those below;
+* ``Telea, padding a source`` -- the same, filling from the padding too (the plate before);
 * ``Telea + learned, soft mask`` -- that fill's hole refined by the plate inpainter trained here
   (:mod:`bodydance.stages.plate_inpainter`, as ``style_encoder`` runs it with ``BODYDANCE_PLATE=learned``). It trained on
   crops of scikit-image photos, 8 of the 10 synthetic backgrounds here among them (other crops, other
@@ -51,7 +53,7 @@ from bodydance_client.errors import BodyDanceError
 RESULTS = Path(__file__).parent / "results"
 N = C.DEFAULT_RESOLUTION
 METHODS = ("push-pull, mask", "shift-map, soft mask", "FSR, mask", "FSR, mask + body", "FSR, soft mask + near body",
-           "FSR, soft mask", "Telea, soft mask", "Telea + learned, soft mask")
+           "FSR, soft mask", "Telea, padding a source", "Telea, soft mask", "Telea + learned, soft mask")
 
 
 # Scene k sits on BACKGROUND_NAMES[k % 10].
@@ -104,8 +106,14 @@ def fitted_silhouette(betas, pose, camera, resolution: int) -> np.ndarray:
     return rasterize(vertices[0].numpy(), fitted_silhouette.faces, camera, resolution).silhouette
 
 
-def plates(image: np.ndarray, person_mask: np.ndarray, betas, pose, camera) -> tuple:
-    """Each method's plate of ``image [N, N, 3]`` uint8, and the hole of the plate now."""
+def inside_photo(photo: np.ndarray, square: C.PhotoSquare) -> np.ndarray:
+    """``[N, N]`` bool: the square's pixels wholly inside ``photo``, as the reconstruction marks them."""
+    return crop_square(np.ones(photo.shape[:2], np.float32), square, fill=0.0) > 0.999
+
+
+def plates(image: np.ndarray, person_mask: np.ndarray, betas, pose, camera, inside: np.ndarray) -> tuple:
+    """Each method's plate of ``image [N, N, 3]`` uint8 (``inside``: its pixels inside the photo), and
+    the hole of the plate now."""
     silhouette = fitted_silhouette(betas, pose, camera, image.shape[0])
     n = image.shape[0]
     grow = max(2, int(round(n * plate.GROW_SHARE)))
@@ -126,7 +134,8 @@ def plates(image: np.ndarray, person_mask: np.ndarray, betas, pose, camera) -> t
             "shift-map, soft mask": shift_map(image, holes["soft mask"])}
     for name, hole in holes.items():
         made[f"FSR, {name}"] = fsr(image, hole)
-    made["Telea, soft mask"] = plate.background_plate(image, person_mask)  # the plate now
+    made["Telea, padding a source"] = plate.background_plate(image, person_mask)
+    made["Telea, soft mask"] = plate.background_plate(image, person_mask, inside)  # the plate now
     made["Telea + learned, soft mask"] = learned_plate(made["Telea, soft mask"], person_mask)  # BODYDANCE_PLATE=learned
     return made, holes["soft mask"]
 
@@ -172,7 +181,7 @@ def synthetic_scenes(reconstructor, count: int, seed: int, sheet: list) -> list:
         image = crop_square(photo, square)
         truth = crop_square((scene.background * 255).round().astype(np.uint8), square)
         person = crop_square(render.silhouette.astype(np.uint8), square, fill=0) > 0
-        made, _ = plates(image, r.person_mask[0], r.betas, r.source_pose, r.camera)
+        made, _ = plates(image, r.person_mask[0], r.betas, r.source_pose, r.camera, inside_photo(photo, square))
         fringe = person & (r.person_mask[0] <= 0.5)
         rows.append({m: {"person": scores(made[m], truth, person), "fringe": scores(made[m], truth, fringe)}
                      for m in METHODS})
@@ -212,7 +221,7 @@ def sports2d(reconstructor, sources: list, sheet: list) -> list:
         count = valid.sum(0)
         truth = np.nanmedian(np.where(valid[..., None], stack, np.nan), axis=0)
         truth = np.nan_to_num(truth).round().astype(np.uint8)
-        made, new_hole = plates(image, r.person_mask[0], r.betas, r.source_pose, r.camera)
+        made, new_hole = plates(image, r.person_mask[0], r.betas, r.source_pose, r.camera, inside_photo(frames[s], square))
         person = crop_square(full_mask(s), square, fill=0) > 0
         known = count >= 3
         region = person & known
@@ -255,21 +264,14 @@ def markdown(result: dict) -> str:
         syn, fringe, real = result["synthetic_summary"][m], result["synthetic_fringe_summary"][m], result["sports2d_summary"][m]
         lines.append(f"| {m} | {cell(syn['psnr'])} | {cell(syn['ssim'])} | {cell(fringe['psnr'])} "
                      f"| {cell(real['psnr'])} | {cell(real['ssim'])} |")
-    lines += ["", "The learned inpainter against the Telea fill it refines, paired per scene / frame (mean, 95 % "
-                  "bootstrap interval over scenes; Sports2D: each frame):", ""]
-    for what, rows, key in (("synthetic", result["synthetic"], "person"), ("synthetic fringe", result["synthetic"], "fringe"),
-                            ("Sports2D", result["sports2d"], "person")):
-        for metric in ("psnr", "ssim"):
-            gains = paired_gains(rows, key, metric)
-            if what == "Sports2D":
-                lines.append(f"- {what} {metric.upper()}: " + ", ".join(f"{g:+.3f}" for g in gains))
-            elif gains.size:
-                flat = [{"seed": k, "gain": g, "zero": 0.0} for k, g in enumerate(gains)]  # one row per scene
-                mean, (low, high), count = paired_interval(flat, "gain", "zero")
-                lines.append(f"- {what} {metric.upper()}: {mean:+.3f} [{low:+.3f}, {high:+.3f}] ({count} scenes)")
+    lines += ["", "Paired per scene / frame (mean, 95 % bootstrap interval over scenes; Sports2D: each frame). "
+                  "The padding left out of the Telea fill, against filling from it:", ""]
+    lines += paired_lines(result, TELEA, PADDED)
+    lines += ["", "The learned inpainter against the Telea fill it refines:", ""]
+    lines += paired_lines(result, LEARNED, TELEA)
     trained_on = BACKGROUND_PHOTOS  # what the inpainter trained on
     unseen = [row for k, row in enumerate(result["synthetic"]) if BACKGROUND_NAMES[k % len(BACKGROUND_NAMES)] not in trained_on]
-    gains = paired_gains(unseen, "person", "psnr")
+    gains = paired_gains(unseen, "person", "psnr", LEARNED, TELEA)
     if gains.size:
         lines.append(f"- synthetic PSNR, only the {gains.size} scenes on photos the inpainter never trained on "
                      f"({', '.join(n for n in BACKGROUND_NAMES if n not in trained_on)}): "
@@ -287,13 +289,29 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-LEARNED, TELEA = "Telea + learned, soft mask", "Telea, soft mask"
+LEARNED, TELEA, PADDED = "Telea + learned, soft mask", "Telea, soft mask", "Telea, padding a source"
 
 
-def paired_gains(rows: list, key: str, metric: str) -> np.ndarray:
-    """Learned minus Telea, per row where both are finite."""
-    pairs = [(row[LEARNED][key][metric], row[TELEA][key][metric]) for row in rows]
+def paired_gains(rows: list, key: str, metric: str, method: str, baseline: str) -> np.ndarray:
+    """``method`` minus ``baseline``, per row where both are finite."""
+    pairs = [(row[method][key][metric], row[baseline][key][metric]) for row in rows]
     return np.array([a - b for a, b in pairs if np.isfinite(a) and np.isfinite(b)])
+
+
+def paired_lines(result: dict, method: str, baseline: str) -> list:
+    """Markdown bullets: ``method`` minus ``baseline`` on the synthetic hole, its fringe and Sports2D."""
+    lines = []
+    for what, rows, key in (("synthetic", result["synthetic"], "person"), ("synthetic fringe", result["synthetic"], "fringe"),
+                            ("Sports2D", result["sports2d"], "person")):
+        for metric in ("psnr", "ssim"):
+            gains = paired_gains(rows, key, metric, method, baseline)
+            if what == "Sports2D":
+                lines.append(f"- {what} {metric.upper()}: " + ", ".join(f"{g:+.3f}" for g in gains))
+            elif gains.size:
+                flat = [{"seed": k, "gain": g, "zero": 0.0} for k, g in enumerate(gains)]  # one row per scene
+                mean, (low, high), count = paired_interval(flat, "gain", "zero")
+                lines.append(f"- {what} {metric.upper()}: {mean:+.3f} [{low:+.3f}, {high:+.3f}] ({count} scenes)")
+    return lines
 
 
 def encoder_cost(rounds: int = 20) -> dict:

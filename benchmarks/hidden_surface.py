@@ -19,14 +19,16 @@ loose clothes): the frame path's margin and parsing reach (N/24 as shipped; N/16
 source parsing grown at least as far. ``--study person``: whether a point counts as shown only where it
 lands on the photo's person. ``--study carry``: what pixels past the target body may carry from the photo
 (``BodyGeometry.CARRY_PAST_THE_BODY``): anything; only what lay past the fitted body; or that, but
-anything within ``CARRY_NEAR_PX`` of the target body (shipped).
+anything within ``CARRY_NEAR_PX`` of the target body (shipped). ``--study hands``: the colour hands take
+when the photo shows neither (``StyleEncoder.UNSEEN_HAND_COLOUR``): the face's skin or the torso's; and
+whether hands the photo shows are pulled towards the face's skin (``StyleEncoder.HAND_STATISTICS``).
 
 PSNR and SSIM against the scene's true render, on the person, on its co-visible part, on the
-surface the photo never drew and on the whole frame; paired differences (shipped minus each other)
+surface the photo never drew, on the hands' part of that (where at least 50 px) and on the whole frame; paired differences (shipped minus each other)
 with 95 % bootstrap intervals over scenes; and the eager frame path's time per frame with each
 variant, rounds alternating.
 
-    python benchmarks/hidden_surface.py [--study borrowing|reach|person|carry] [--scenes 50] [--poses 4]
+    python benchmarks/hidden_surface.py [--study borrowing|reach|person|carry|hands] [--scenes 50] [--poses 4]
 Writes benchmarks/results/hidden_surface.{md,json} and hidden_surface_sheet.png (reach:
 hidden_surface_reach.*).
 """
@@ -55,7 +57,7 @@ from synthetic_transfer import region_scores
 
 RESULTS = Path(__file__).parent / "results"
 SHIPPED = "shipped"
-REGIONS_SCORED = REGIONS + ("frame",)
+REGIONS_SCORED = REGIONS + ("unseen hand", "frame")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +69,8 @@ class Variant:
     source_grow_px: int  # how far the source parsing grows the fitted body's parts into the person mask
     shown_only_on_person: bool = True  # a point counts as shown only where it lands on the photo's person
     carry_past_the_body: str = "near the body"  # what pixels past the target body may carry (BodyGeometry.CARRY_PAST_THE_BODY)
+    unseen_hand_colour: str = "skin"  # StyleEncoder.UNSEEN_HAND_COLOUR
+    hand_statistics: str = "plain"  # StyleEncoder.HAND_STATISTICS
 
     def apply(self, path: DeterministicPath):
         path.geometry.surface.donor_maps = self.donor_maps
@@ -77,12 +81,15 @@ class Variant:
         path.parser.grow_steps = self.source_grow_px
         path.geometry.SHOWN_ONLY_ON_PERSON = self.shown_only_on_person
         path.geometry.CARRY_PAST_THE_BODY = self.carry_past_the_body
+        path.encoder.UNSEEN_HAND_COLOUR = self.unseen_hand_colour
+        path.encoder.HAND_STATISTICS = self.hand_statistics
 
 
 def shipped_variant(path: DeterministicPath) -> Variant:
     return Variant(path.geometry.surface.donor_maps.clone(), path.geometry.LEND_INSIDE_PX,
                    path.generator.COPY_FROM_PERSON_ONLY, path.geometry.margin, path.parser.grow_steps,
-                   path.geometry.SHOWN_ONLY_ON_PERSON, path.geometry.CARRY_PAST_THE_BODY)
+                   path.geometry.SHOWN_ONLY_ON_PERSON, path.geometry.CARRY_PAST_THE_BODY, path.encoder.UNSEEN_HAND_COLOUR,
+                   path.encoder.HAND_STATISTICS)
 
 
 def borrowing_variants(path: DeterministicPath):
@@ -124,6 +131,13 @@ def carry_variants(path: DeterministicPath):
             "only from past the body": dataclasses.replace(shipped, carry_past_the_body="past the body")}
 
 
+def hands_variants(path: DeterministicPath):
+    """Name -> :class:`Variant` for the hands study: what colour do hands the photo never showed take?"""
+    shipped = shipped_variant(path)
+    return {SHIPPED: shipped, "torso's colour": dataclasses.replace(shipped, unseen_hand_colour="torso"),
+            "skin only where no hand is shown": dataclasses.replace(shipped, hand_statistics="plain")}
+
+
 # study -> (variants, the variants the shipped one is compared with, the variants the sheet shows)
 STUDIES = {
     "borrowing": (borrowing_variants, ("mirror", "part mean", "shipped + far side"),
@@ -132,6 +146,7 @@ STUDIES = {
     "person": (person_variants, ("shown wherever the fit lands", "no copy check in the generator"),
                ("shown wherever the fit lands", SHIPPED)),
     "carry": (carry_variants, ("carry anything", "only from past the body"), ("carry anything", "only from past the body", SHIPPED)),
+    "hands": (hands_variants, ("torso's colour", "skin only where no hand is shown"), ("torso's colour", SHIPPED)),
 }
 
 
@@ -140,6 +155,9 @@ def score_scenes(study: str, seeds, poses_per_scene: int, resolution: int):
     variants, _, shown_on_sheet = STUDIES[study]
     chosen = variants(path)
     rows, sheet, refused, timed = [], [], 0, None
+    arrays = load_open_body_arrays()
+    part_of_face = np.append(arrays["part_labels"][arrays["faces"][:, 0]], -1)  # index -1: no face
+    hand = C.PART_NAMES.index("hand")
     with Reconstructor(resolution=resolution, frame_person=False) as reconstruct:
         for seed in track(list(seeds), description="scenes"):
             scene = Scene(seed, resolution)
@@ -160,6 +178,7 @@ def score_scenes(study: str, seeds, poses_per_scene: int, resolution: int):
             for k, truth in enumerate(truths):
                 shown = covisible(photo, truth)
                 masks = {"person": truth.person, "covisible": truth.person & shown, "unseen": truth.person & ~shown,
+                         "unseen hand": truth.person & ~shown & (part_of_face[truth.face] == hand),
                          "frame": np.ones_like(truth.person)}
                 row = {"seed": seed, "pose": k}
                 for name, frame in frames.items():
@@ -220,7 +239,8 @@ def main():
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=1))
     title = {"borrowing": "Borrowing for hidden surface", "reach": "Reach past the bare body",
              "person": "A point shown only where it lands on the photo's person",
-             "carry": "What pixels past the target body may carry from the photo"}[args.study]
+             "carry": "What pixels past the target body may carry from the photo",
+             "hands": "The colour of hands the photo never showed"}[args.study]
     lines = [f"# {title}: {len(rows)} held-out pairs from {scenes} scenes "
              f"({refused} photos refused by the fit), fitted subjects, {resolution} px, deterministic generator", "",
              "Gain = shipped minus the other, paired per pair; 95 % interval by bootstrap over scenes.", "",

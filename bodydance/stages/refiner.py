@@ -44,6 +44,15 @@ def _block(c_in: int, c_out: int, stride: int = 1) -> torch.nn.Sequential:
         torch.nn.Conv2d(c_out, c_out, 3, 1, 1), torch.nn.GroupNorm(GROUPS, c_out), torch.nn.LeakyReLU(0.1))
 
 
+def edit_reach(seen, generated):
+    """(editable, reach), both ``[B,1,N,N]`` {0,1}: ``generated`` grown by :data:`RIM_PX`, and the part
+    of it the refiner may change: not confidently seen (seen and at least :data:`EDGE_PX` from
+    anything unseen). ``seen`` and ``generated`` as :class:`FrameRefiner` takes them."""
+    editable = F.max_pool2d(generated, 2 * RIM_PX + 1, 1, RIM_PX)
+    confident = 1.0 - F.max_pool2d(1.0 - seen, 2 * EDGE_PX + 1, 1, EDGE_PX)
+    return editable, editable * (1.0 - confident)
+
+
 class FrameRefiner(torch.nn.Module):
     """(frame ``[B,3,N,N]`` [0,1], background ``[B,3,N,N]`` [0,1], seen ``[B,1,N,N]`` {0,1},
     parts_onehot ``[B,P,N,N]``, refilled ``[B,1,N,N]`` {0,1}, part_style ``[B,6,N,N]`` (mean, std RGB of
@@ -69,7 +78,7 @@ class FrameRefiner(torch.nn.Module):
         torch.nn.init.zeros_(self.head.bias)
 
     def forward(self, frame, background, seen, parts_onehot, refilled, part_style, generated):
-        editable = F.max_pool2d(generated, 2 * RIM_PX + 1, 1, RIM_PX)
+        editable, reach = edit_reach(seen, generated)
         x = torch.cat([frame, background, seen, parts_onehot, refilled, part_style], 1)
         skips = []
         for block in self.down:
@@ -79,10 +88,7 @@ class FrameRefiner(torch.nn.Module):
             x = block(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], 1))
         out = F.interpolate(self.head(x), scale_factor=2.0, mode="bilinear", align_corners=False)
         residual, blend = out[:, :3], torch.sigmoid(out[:, 3:4] + 2.0)
-        # Confidently seen: seen and at least EDGE_PX from anything unseen (max-pool of the unseen).
-        confident = 1.0 - F.max_pool2d(1.0 - seen, 2 * EDGE_PX + 1, 1, EDGE_PX)
-        mask = blend * editable * (1.0 - confident)
-        return (frame + mask * residual).clamp(0.0, 1.0), editable
+        return (frame + blend * reach * residual).clamp(0.0, 1.0), editable
 
     def parameter_count(self) -> int:
         return parameter_count(self)

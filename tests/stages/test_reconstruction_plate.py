@@ -54,3 +54,20 @@ def test_a_person_who_fills_the_square_gets_a_flat_plate_not_a_crash():
 def test_no_hole_no_change():
     photo = _two_halves()
     assert np.array_equal(plate.inpaint(photo, np.zeros((N, N), bool)), photo)
+
+
+def test_the_padding_past_the_photo_s_edge_is_no_source_for_the_fill():
+    """The working square reaches past the photo's bottom edge (grey padding); the person's hole
+    touches it. The fill must come from the photo, not run grey into the hole."""
+    photo = np.zeros((N, N, 3), np.uint8)
+    photo[:] = (40, 90, 200)  # a blue wall
+    inside = np.ones((N, N), bool)
+    inside[100:] = False
+    photo[100:] = 127  # the padding (photo.PAD_VALUE)
+    hole = np.zeros((N, N), bool)
+    hole[60:110, 50:80] = True  # the person, standing on the photo's bottom edge
+    padded, kept_out = plate.inpaint(photo, hole), plate.inpaint(photo, hole, inside)
+    in_photo = hole & inside
+    assert np.abs(kept_out[in_photo].astype(int) - (40, 90, 200)).max() <= 5  # Telea rounds by a few levels
+    assert np.abs(padded[in_photo].astype(int) - (40, 90, 200)).max() > 20  # grey ran in before
+    assert np.array_equal(kept_out[~hole], photo[~hole])  # the padding itself stays as it was

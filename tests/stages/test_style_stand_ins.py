@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from bodydance.stages.style import StyleEncoder, StyleGenerator
+from bodydance.stages.style import HAND_PRIOR_SHARE, StyleEncoder, StyleGenerator
 from bodydance_client.contract import NUM_PARTS, PART_NAMES, STYLE_DIM
 
 N = 64
@@ -37,6 +37,49 @@ def test_style_encoder_codes_each_part_by_its_colour_and_area():
     assert np.isclose(style[PART["head"], 6], head_area / N ** 2, atol=1e-4)
     # a part the photo never showed borrows the torso's colour
     assert np.allclose(style[PART["hand"], :3], RED, atol=1e-4)
+
+
+SKIN, HAIR = (0.85, 0.65, 0.5), (0.1, 0.07, 0.05)
+
+
+def _scene_with_a_face(face_colour):
+    """_scene's head as hair around a face of ``face_colour`` (in the head's middle rows and columns)."""
+    image, mask, parsing = _scene()
+    image[..., 14:24, 28:36] = torch.tensor(HAIR).reshape(3, 1, 1)
+    image[..., 17:23, 30:34] = torch.tensor(face_colour).reshape(3, 1, 1)
+    return image, mask, parsing
+
+
+def test_hands_the_photo_never_showed_take_the_face_s_skin_colour():
+    with torch.no_grad():
+        style = StyleEncoder(N).region_style(*_scene_with_a_face(SKIN))[0].numpy()
+        grey = StyleEncoder(N).region_style(*_scene_with_a_face((0.5, 0.5, 0.5)))[0].numpy()
+        StyleEncoder.UNSEEN_HAND_COLOUR = "torso"
+        try:
+            before = StyleEncoder(N).region_style(*_scene_with_a_face(SKIN))[0].numpy()
+        finally:
+            StyleEncoder.UNSEEN_HAND_COLOUR = "skin"
+    assert np.allclose(style[PART["hand"], :3], SKIN, atol=1e-3)  # not the hair around the face
+    assert np.allclose(style[PART["shin_foot"], :3], RED, atol=1e-4)  # other parts still take the torso's
+    assert np.allclose(grey[PART["hand"], :3], RED, atol=1e-4)  # no skin in the face: the torso's, as before
+    assert np.allclose(before[PART["hand"], :3], RED, atol=1e-4)
+
+
+def test_a_few_dark_pixels_the_fit_calls_hand_are_pulled_towards_the_face_s_skin():
+    """A helmet in front of the hand: the photo's only 'hand' pixels are black."""
+    image, mask, parsing = _scene_with_a_face(SKIN)
+    parsing[..., 50:52, 10:12] = PART["hand"]  # 4 px, as many as the prior's weight at N = 64
+    image[..., 50:52, 10:12] = 0.0
+    with torch.no_grad():
+        style = StyleEncoder(N).region_style(image, (parsing > 0).float(), parsing)[0].numpy()
+        StyleEncoder.HAND_STATISTICS = "plain"
+        try:
+            plain = StyleEncoder(N).region_style(image, (parsing > 0).float(), parsing)[0].numpy()
+        finally:
+            StyleEncoder.HAND_STATISTICS = "prior"
+    assert np.allclose(plain[PART["hand"], :3], 0.0, atol=1e-4)
+    prior_px = HAND_PRIOR_SHARE * N * N  # about 4
+    assert np.allclose(style[PART["hand"], :3], np.array(SKIN) * prior_px / (prior_px + 4), atol=1e-3)
 
 
 def _plate_inputs():

@@ -46,18 +46,22 @@ def person_hole(person_mask: np.ndarray, silhouette: Optional[np.ndarray] = None
     return cv2.dilate(hole.astype(np.uint8), disc) > 0
 
 
-def inpaint(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
-    """``image [N, N, 3]`` uint8 RGB with ``hole [N, N]`` bool filled (Telea); unchanged outside the hole."""
+def inpaint(image: np.ndarray, hole: np.ndarray, inside: Optional[np.ndarray] = None) -> np.ndarray:
+    """``image [N, N, 3]`` uint8 RGB with ``hole [N, N]`` bool filled (Telea) from the pixels ``inside
+    [N, N]`` bool (all, when None) that are not the hole; unchanged outside the hole."""
+    known = ~hole if inside is None else inside & ~hole
     if not hole.any():
         return image.copy()
-    if hole.all():  # nothing to fill from: the person fills the square
-        return np.broadcast_to(np.median(image.reshape(-1, 3), axis=0).astype(np.uint8), image.shape).copy()
+    if not known.any():  # nothing to fill from: the person fills the square
+        source = image[inside] if inside is not None and inside.any() else image.reshape(-1, 3)
+        return np.where(hole[..., None], np.median(source, axis=0).astype(np.uint8), image)
     radius = max(3, image.shape[0] // 50)  # the known ring each pixel is filled from, about 5 px at 256
-    filled = cv2.inpaint(np.ascontiguousarray(image), hole.astype(np.uint8), radius, cv2.INPAINT_TELEA)
+    filled = cv2.inpaint(np.ascontiguousarray(image), (~known).astype(np.uint8), radius, cv2.INPAINT_TELEA)
     return np.where(hole[..., None], filled, image)
 
 
-def background_plate(image: np.ndarray, person_mask: np.ndarray) -> np.ndarray:
+def background_plate(image: np.ndarray, person_mask: np.ndarray, inside: Optional[np.ndarray] = None) -> np.ndarray:
     """The working square without the person: ``image [N, N, 3]`` uint8, ``person_mask [N, N]`` in
-    [0, 1] -> ``[N, N, 3]`` uint8."""
-    return inpaint(image, person_hole(person_mask))
+    [0, 1] -> ``[N, N, 3]`` uint8. ``inside [N, N]`` bool: the square's pixels wholly inside the photo;
+    the padding past its edges is no source for the fill (it used to run into the hole as a grey wedge)."""
+    return inpaint(image, person_hole(person_mask), inside)

@@ -276,7 +276,8 @@ class Reconstructor:
         square_image = crop_square(photo, square)
         person_mask = np.clip(crop_square(mask, mask_square, fill=0.0), 0.0, 1.0)  # resampling overshoots by ulps
         camera = letterbox.reframe_camera(fit.camera, square)
-        plate = background_plate(square_image, person_mask)
+        inside = crop_square(np.ones((h, w), np.float32), square, fill=0.0) > 0.999  # not blended with padding
+        plate = background_plate(square_image, person_mask, inside)
         out = SubjectReconstruction(
             source_image=np.ascontiguousarray(square_image.transpose(2, 0, 1), dtype=np.uint8),
             person_mask=np.ascontiguousarray(person_mask[None], dtype=np.float32),
