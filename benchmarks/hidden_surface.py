@@ -22,13 +22,16 @@ lands on the photo's person. ``--study carry``: what pixels past the target body
 anything within ``CARRY_NEAR_PX`` of the target body (shipped). ``--study hands``: the colour hands take
 when the photo shows neither (``StyleEncoder.UNSEEN_HAND_COLOUR``): the face's skin or the torso's; and
 whether hands the photo shows are pulled towards the face's skin (``StyleEncoder.HAND_STATISTICS``).
+``--study limbs``: which parts' photo pixels past the fitted body the parsing prior carries beside
+the target body (``ParsingPrior.CARRIED_PARTS``, ``NEAR_REACH_PX``): every part's the whole reach (N/24);
+the arms' and hands' not at all; or only within 3 or 6 px of the target body.
 
 PSNR and SSIM against the scene's true render, on the person, on its co-visible part, on the
 surface the photo never drew, on the hands' part of that (where at least 50 px) and on the whole frame; paired differences (shipped minus each other)
 with 95 % bootstrap intervals over scenes; and the eager frame path's time per frame with each
 variant, rounds alternating.
 
-    python benchmarks/hidden_surface.py [--study borrowing|reach|person|carry|hands] [--scenes 50] [--poses 4]
+    python benchmarks/hidden_surface.py [--study borrowing|reach|person|carry|hands|limbs] [--scenes 50] [--poses 4]
 Writes benchmarks/results/hidden_surface.{md,json} and hidden_surface_sheet.png (reach:
 hidden_surface_reach.*).
 """
@@ -71,6 +74,8 @@ class Variant:
     carry_past_the_body: str = "near the body"  # what pixels past the target body may carry (BodyGeometry.CARRY_PAST_THE_BODY)
     unseen_hand_colour: str = "skin"  # StyleEncoder.UNSEEN_HAND_COLOUR
     hand_statistics: str = "plain"  # StyleEncoder.HAND_STATISTICS
+    carried_parts: object = None  # ParsingPrior.CARRIED_PARTS: parts whose pixels past the body are carried
+    near_reach_px: int = 0  # ParsingPrior.NEAR_REACH_PX: how far the other parts' pixels are
 
     def apply(self, path: DeterministicPath):
         path.geometry.surface.donor_maps = self.donor_maps
@@ -83,13 +88,14 @@ class Variant:
         path.geometry.CARRY_PAST_THE_BODY = self.carry_past_the_body
         path.encoder.UNSEEN_HAND_COLOUR = self.unseen_hand_colour
         path.encoder.HAND_STATISTICS = self.hand_statistics
+        path.prior.CARRIED_PARTS, path.prior.NEAR_REACH_PX = self.carried_parts, self.near_reach_px
 
 
 def shipped_variant(path: DeterministicPath) -> Variant:
     return Variant(path.geometry.surface.donor_maps.clone(), path.geometry.LEND_INSIDE_PX,
                    path.generator.COPY_FROM_PERSON_ONLY, path.geometry.margin, path.parser.grow_steps,
                    path.geometry.SHOWN_ONLY_ON_PERSON, path.geometry.CARRY_PAST_THE_BODY, path.encoder.UNSEEN_HAND_COLOUR,
-                   path.encoder.HAND_STATISTICS)
+                   path.encoder.HAND_STATISTICS, path.prior.CARRIED_PARTS, path.prior.NEAR_REACH_PX)
 
 
 def borrowing_variants(path: DeterministicPath):
@@ -138,6 +144,16 @@ def hands_variants(path: DeterministicPath):
             "skin only where no hand is shown": dataclasses.replace(shipped, hand_statistics="plain")}
 
 
+def limbs_variants(path: DeterministicPath):
+    """Name -> :class:`Variant` for the limbs study: which parts' pixels past the fitted body are carried?"""
+    shipped, not_arms = shipped_variant(path), ("head", "torso", "thigh", "shin_foot")
+    return {SHIPPED: shipped,
+            "every part": dataclasses.replace(shipped, carried_parts=None, near_reach_px=0),
+            "not past arms": dataclasses.replace(shipped, carried_parts=not_arms, near_reach_px=0),
+            "arms 3 px": dataclasses.replace(shipped, carried_parts=not_arms, near_reach_px=3),
+            "arms 6 px": dataclasses.replace(shipped, carried_parts=not_arms, near_reach_px=6)}
+
+
 # study -> (variants, the variants the shipped one is compared with, the variants the sheet shows)
 STUDIES = {
     "borrowing": (borrowing_variants, ("mirror", "part mean", "shipped + far side"),
@@ -147,6 +163,7 @@ STUDIES = {
                ("shown wherever the fit lands", SHIPPED)),
     "carry": (carry_variants, ("carry anything", "only from past the body"), ("carry anything", "only from past the body", SHIPPED)),
     "hands": (hands_variants, ("torso's colour", "skin only where no hand is shown"), ("torso's colour", SHIPPED)),
+    "limbs": (limbs_variants, ("every part", "not past arms", "arms 3 px", "arms 6 px"), ("every part", "arms 3 px", "arms 6 px")),
 }
 
 
@@ -240,7 +257,8 @@ def main():
     title = {"borrowing": "Borrowing for hidden surface", "reach": "Reach past the bare body",
              "person": "A point shown only where it lands on the photo's person",
              "carry": "What pixels past the target body may carry from the photo",
-             "hands": "The colour of hands the photo never showed"}[args.study]
+             "hands": "The colour of hands the photo never showed",
+             "limbs": "Whose pixels past the fitted body are carried"}[args.study]
     lines = [f"# {title}: {len(rows)} held-out pairs from {scenes} scenes "
              f"({refused} photos refused by the fit), fitted subjects, {resolution} px, deterministic generator", "",
              "Gain = shipped minus the other, paired per pair; 95 % interval by bootstrap over scenes.", "",

@@ -4,9 +4,10 @@ Torch-free, so the export fingerprint can read it.
 
 ``BODYDANCE_GENERATOR=learned`` (at export time; the model repository is re-exported when it
 changes) builds the refiner from the committed weights; ``deterministic``, the default, the
-stand-in alone. The default stays the stand-in while the refiner gains 0.32 dB on held-out pairs
-(issue 11 asks 1.5) and smooths real footage (``benchmarks/results/learned_generator.md``,
-``real_footage_learned.md``); its per-frame cost, 1.56x, is within the 2x budget.
+stand-in alone. The default stays the stand-in while the refiner gains 0.29 dB on held-out pairs
+(issue 11 asks 1.5) and buys its better real-footage figures by blurring the dancer, face included
+(``benchmarks/results/learned_generator.md``, ``real_footage_learned.md`` and its sheets); its
+per-frame cost, 1.64x, is within the 2x budget.
 
 ``BODYDANCE_PLATE=learned`` builds the plate inpainter from its committed weights into
 ``style_encoder``; ``telea``, the default, keeps the reconstruction's Telea fill as the background. The

@@ -1,7 +1,7 @@
 """``python -m bodydance.training``: make the pairs, train the refiner and the plate inpainter, commit their weights.
 
     python -m bodydance.training data                 # pairs into ~/.cache/bodydance/training (resumes)
-    python -m bodydance.training train --steps 3000   # trains (resumes from runs/style_refiner), then
+    python -m bodydance.training train --steps 4000   # trains (resumes from runs/style_refiner), then
                                                       # writes bodydance/data/style_refiner.safetensors,
                                                       # its log and loss curves
     python -m bodydance.training plate --steps 2000   # the plate inpainter (resumes from runs/plate_inpainter):
@@ -39,7 +39,7 @@ def _progress() -> Progress:
 @app.command()
 def data(folder: Path = typer.Option(DATA, help="where the shards go"),
          train_scenes: int = typer.Option(300, help="training scenes (seeds 0..)"),
-         held_out_scenes: int = typer.Option(50, help="held-out scenes (seeds from scenes.HELD_OUT_SEED)"),
+         held_out_scenes: int = typer.Option(58, help="held-out scenes (seeds from scenes.HELD_OUT_SEED; 6 of 58 are refused by the reconstruction, 52 remain)"),
          poses: int = typer.Option(4, help="target poses per scene"),
          resolution: int = typer.Option(C.DEFAULT_RESOLUTION)):
     """Render scenes, fit their photos, run the deterministic path: one shard per scene (skips those made)."""
@@ -55,7 +55,7 @@ def data(folder: Path = typer.Option(DATA, help="where the shards go"),
 @app.command()
 def train(folder: Path = typer.Option(DATA / "train", help="training shards"),
           run: Path = typer.Option(RUN, help="checkpoint and log folder (an existing run resumes)"),
-          steps: int = typer.Option(3000), batch: int = typer.Option(8), crop: int = typer.Option(128),
+          steps: int = typer.Option(4000), batch: int = typer.Option(8), crop: int = typer.Option(128),
           learning_rate: float = typer.Option(1e-3), seed: int = typer.Option(0),
           device: str = typer.Option("cpu", help="cpu or cuda"),
           weights: Path = typer.Option(WEIGHTS, help="where the trained weights are written")):

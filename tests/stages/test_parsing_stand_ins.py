@@ -102,3 +102,26 @@ def test_parsing_prior_carries_nothing_where_the_flow_has_no_source():
         parsing = ParsingPrior(N)(source, target, flow)[0, 0].numpy()
     assert (parsing[30:60, 56:60] == 0).all()  # beside the body, no source: nothing carried
     assert (parsing[30:60, 36:40] == PART["torso"]).all()  # beside it with a source: carried as before
+
+
+def test_parsing_prior_carries_only_the_chosen_parts_past_the_body():
+    """With CARRIED_PARTS set, a limb's pixels past the body are dropped and the head's (hair) kept."""
+    target_parts = torch.zeros(1, 1, N, N, dtype=torch.int32)
+    target_parts[..., 20:30, 40:50] = PART["head"]
+    target_parts[..., 40:60, 60:66] = PART["upper_arm"]
+    source = target_parts.clone()
+    source[..., 17:20, 40:50] = PART["head"]  # hair above the head
+    source[..., 40:60, 66:69] = PART["upper_arm"]  # the photo's arm, wider than the fitted one
+    prior = ParsingPrior(N)
+    with torch.no_grad():
+        prior.CARRIED_PARTS = None
+        every_part = prior(source, target_parts, _identity_flow())[0, 0].numpy()
+        prior.CARRIED_PARTS, prior.NEAR_REACH_PX = ("head", "torso", "thigh", "shin_foot"), 0
+        not_arms = prior(source, target_parts, _identity_flow())[0, 0].numpy()
+        prior.NEAR_REACH_PX = 1
+        arms_near = prior(source, target_parts, _identity_flow())[0, 0].numpy()
+    assert np.all(every_part[40:60, 66:69] == PART["upper_arm"])
+    assert np.all(not_arms[40:60, 66:69] == 0)
+    assert np.all(arms_near[41:59, 66] == PART["upper_arm"]) and np.all(arms_near[40:60, 67:69] == 0)
+    assert np.all(not_arms[17:20, 40:50] == PART["head"]) and np.all(every_part[17:20, 40:50] == PART["head"])
+    assert np.array_equal(not_arms[40:60, 60:66], target_parts[0, 0, 40:60, 60:66].numpy())  # the body stays

@@ -74,3 +74,20 @@ def test_the_planes_mark_the_refilled_plate_and_the_dancer():
     assert planes.refilled[0, 0, :4, :4].all() and planes.refilled.sum() == 16
     assert planes.generated.sum() == 16 + 64 and np.allclose(planes.part_style[0, :, 9, 9].numpy(),
                                                              planes.part_style[0, :, 12, 12].numpy())
+
+
+def test_a_saturated_smoothing_mask_gives_the_blurred_frame_where_the_refiner_may_edit():
+    frame, background, seen, onehot, refilled, style, generated = _planes()
+    refiner = R.FrameRefiner()
+    with torch.no_grad():
+        refiner.head.weight.zero_()
+        refiner.head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, -30.0, 30.0]))  # no residual, all smoothing
+        out, _ = refiner(frame, background, seen, onehot, refilled, style, generated)
+        blurred = refiner.smoothed(frame)
+    _, reach = R.edit_reach(seen, generated)
+    inside, outside = reach[0, 0] > 0.5, reach[0, 0] < 0.5
+    assert torch.allclose(out[0][:, inside], blurred[0][:, inside], atol=1e-5)
+    assert torch.equal(out[0][:, outside], frame[0][:, outside])
+    assert (blurred - frame).abs().mean() > 0.05  # the blur does change a noisy frame
+    flat = torch.full((1, 3, 32, 32), 0.4)
+    assert torch.allclose(refiner.smoothed(flat), flat, atol=1e-6)  # and keeps a flat one, edges too
