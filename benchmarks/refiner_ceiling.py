@@ -5,8 +5,8 @@ held-out fitted pairs while confidently seen pixels stay the warp's. This measur
 that design on the same held-out shards ``learned_generator.py`` scores: per pair, the
 deterministic frame with the true render pasted
 
-* ``where the refiner may edit`` -- :func:`bodydance.stages.refiner.edit_reach`: the dancer and the
-  refilled plate grown by ``RIM_PX``, less what the photo shows confidently. No refiner composited
+* ``where the refiner may edit`` -- :func:`bodydance.stages.refiner.edit_reach`: the dancer grown by
+  ``RIM_PX``, less what the photo shows confidently. No refiner composited
   this way can beat this frame;
 * ``blurred where the refiner may edit`` -- the deterministic frame blurred
   (``learned_generator.BLUR_SIGMA_PX``) there only: what smoothing alone buys a refiner;
@@ -49,7 +49,7 @@ def frames_for(inputs: dict, truth: np.ndarray) -> tuple:
     unit = {k: (v.float() / 255.0 if v.dtype == torch.uint8 else v) for k, v in inputs.items()}
     planes = generator_planes(unit["source_image"], unit["background"], unit["region_style"],
                               unit["correspondence_flow"], unit["source_visibility"], unit["target_parsing"])
-    reach = edit_reach(planes.seen * planes.person, planes.generated)[1][0, 0].numpy() > 0.5
+    reach = edit_reach(planes.seen * planes.person, planes.generated, planes.onehot)[1][0, 0].numpy() > 0.5
     blurred = np.clip(cv2.GaussianBlur(deterministic.astype(np.float32), (0, 0), BLUR_SIGMA_PX) + 0.5, 0, 255).astype(np.uint8)
     return {DETERMINISTIC: deterministic,
             IN_REACH: np.where(reach[..., None], truth, deterministic),

@@ -21,7 +21,9 @@ import torch.nn.functional as F
 
 from bodydance.stages.generator_switch import WEIGHTS, generator_choice
 from bodydance.stages.weights import parameter_count, read_weights
-from bodydance_client.contract import NUM_PARTS
+from bodydance_client.contract import NUM_PARTS, PART_NAMES
+
+HEAD = PART_NAMES.index("head")
 
 EDGE_PX = 2
 # The refiner may also paint this far outside the dancer and the refilled plate: hair and loose
@@ -49,13 +51,20 @@ def _block(c_in: int, c_out: int, stride: int = 1) -> torch.nn.Sequential:
         torch.nn.Conv2d(c_out, c_out, 3, 1, 1), torch.nn.GroupNorm(GROUPS, c_out), torch.nn.LeakyReLU(0.1))
 
 
-def edit_reach(seen, generated):
+def _grown(mask, px: int):
+    return F.max_pool2d(mask, 2 * px + 1, 1, px)
+
+
+def edit_reach(seen, generated, parts_onehot):
     """(editable, reach), both ``[B,1,N,N]`` {0,1}: ``generated`` grown by :data:`RIM_PX`, and the part
-    of it the refiner may change: not confidently seen (seen and at least :data:`EDGE_PX` from
-    anything unseen). ``seen`` and ``generated`` as :class:`FrameRefiner` takes them."""
-    editable = F.max_pool2d(generated, 2 * RIM_PX + 1, 1, RIM_PX)
-    confident = 1.0 - F.max_pool2d(1.0 - seen, 2 * EDGE_PX + 1, 1, EDGE_PX)
-    return editable, editable * (1.0 - confident)
+    of it the refiner may change: within :data:`RIM_PX` of the dancer and not confidently seen (seen
+    and at least :data:`EDGE_PX` from anything unseen). The refilled plate away from the dancer stays
+    the plate's: a refiner that could edit it painted a pale ghost of the photo's person there.
+    ``seen``, ``generated`` and ``parts_onehot`` as :class:`FrameRefiner` takes them."""
+    editable = _grown(generated, RIM_PX)
+    confident = 1.0 - _grown(1.0 - seen, EDGE_PX)
+    near_dancer = _grown(1.0 - parts_onehot[:, :1], RIM_PX)
+    return editable, editable * near_dancer * (1.0 - confident)
 
 
 class FrameRefiner(torch.nn.Module):
@@ -66,8 +75,8 @@ class FrameRefiner(torch.nn.Module):
     :data:`RIM_PX`, where the refined frame may differ from the photo).
 
     Where it may edit (:func:`edit_reach`) the refined frame is the frame, blended towards its own
-    Gaussian blur by one predicted mask (a misplaced edge costs less smoothed than sharp), plus a
-    residual under a second.
+    Gaussian blur by one predicted mask (a misplaced edge costs less smoothed than sharp; never
+    within :data:`RIM_PX` of the head), plus a residual under a second.
 
     Four halvings with two 3x3 convolutions at each level: the receptive field spans an arm at 256.
     """
@@ -97,7 +106,7 @@ class FrameRefiner(torch.nn.Module):
         return F.conv2d(F.pad(rows, (0, 0, r, r), mode="reflect"), self.smoothing.transpose(2, 3), groups=3)
 
     def forward(self, frame, background, seen, parts_onehot, refilled, part_style, generated):
-        editable, reach = edit_reach(seen, generated)
+        editable, reach = edit_reach(seen, generated, parts_onehot)
         x = torch.cat([frame, background, seen, parts_onehot, refilled, part_style], 1)
         skips = []
         for block in self.down:
@@ -107,6 +116,8 @@ class FrameRefiner(torch.nn.Module):
             x = block(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], 1))
         out = F.interpolate(self.head(x), scale_factor=2.0, mode="bilinear", align_corners=False)
         residual, blend, smooth = out[:, :3], torch.sigmoid(out[:, 3:4] + 2.0), torch.sigmoid(out[:, 4:5] - 4.0)
+        # The face and its outline stay sharp: smoothed, they were the blur a viewer noticed first.
+        smooth = smooth * (1.0 - _grown(parts_onehot[:, HEAD:HEAD + 1], RIM_PX))
         change = smooth * (self.smoothed(frame) - frame) + blend * residual
         return (frame + reach * change).clamp(0.0, 1.0), editable
 

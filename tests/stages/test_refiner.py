@@ -76,18 +76,57 @@ def test_the_planes_mark_the_refilled_plate_and_the_dancer():
                                                              planes.part_style[0, :, 12, 12].numpy())
 
 
+def _torso_only(n):
+    parts = torch.full((1, 1, n, n), C.PART_NAMES.index("torso"), dtype=torch.long)
+    return (parts == torch.arange(C.NUM_PARTS).reshape(1, -1, 1, 1)).float()
+
+
 def test_a_saturated_smoothing_mask_gives_the_blurred_frame_where_the_refiner_may_edit():
-    frame, background, seen, onehot, refilled, style, generated = _planes()
+    frame, background, seen, _, refilled, style, generated = _planes()
+    onehot = _torso_only(frame.shape[-1])  # no head: the head is never smoothed
     refiner = R.FrameRefiner()
     with torch.no_grad():
         refiner.head.weight.zero_()
         refiner.head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, -30.0, 30.0]))  # no residual, all smoothing
         out, _ = refiner(frame, background, seen, onehot, refilled, style, generated)
         blurred = refiner.smoothed(frame)
-    _, reach = R.edit_reach(seen, generated)
+    _, reach = R.edit_reach(seen, generated, onehot)
     inside, outside = reach[0, 0] > 0.5, reach[0, 0] < 0.5
     assert torch.allclose(out[0][:, inside], blurred[0][:, inside], atol=1e-5)
     assert torch.equal(out[0][:, outside], frame[0][:, outside])
     assert (blurred - frame).abs().mean() > 0.05  # the blur does change a noisy frame
     flat = torch.full((1, 3, 32, 32), 0.4)
     assert torch.allclose(refiner.smoothed(flat), flat, atol=1e-6)  # and keeps a flat one, edges too
+
+
+def test_the_refilled_plate_away_from_the_dancer_stays_the_plates(randomised):
+    frame, background, seen, _, _, style, _ = _planes()
+    n = frame.shape[-1]
+    parts = torch.zeros(1, 1, n, n, dtype=torch.long)
+    parts[..., 10:40, 10:30] = C.PART_NAMES.index("torso")  # the dancer; the photo's person stood right of it
+    onehot = (parts == torch.arange(C.NUM_PARTS).reshape(1, -1, 1, 1)).float()
+    refilled = torch.zeros(1, 1, n, n)
+    refilled[..., 10:40, 30:60] = 1.0
+    generated = ((parts > 0).float() + refilled).clamp(max=1.0)
+    with torch.no_grad():
+        out, editable = randomised(R.FrameRefiner())(frame, background, torch.zeros_like(seen), onehot, refilled, style, generated)
+    changed = (out - frame).abs().amax(1)[0] > 1e-6
+    assert editable[0, 0, 10:40, 30:60].all()  # the frame still says the plate there was generated
+    assert not changed[:, 30 + R.RIM_PX + 1:].any()  # but the refiner leaves it as the plate has it
+    assert changed[10:40, 10:30].float().mean() > 0.5
+
+
+def test_the_head_is_never_smoothed():
+    frame, background, seen, _, refilled, style, generated = _planes()
+    n = frame.shape[-1]
+    onehot = _torso_only(n)
+    onehot[:, :, 20:40, 20:40] = 0.0
+    onehot[:, C.PART_NAMES.index("head"), 20:40, 20:40] = 1.0
+    refiner = R.FrameRefiner()
+    with torch.no_grad():
+        refiner.head.weight.zero_()
+        refiner.head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, -30.0, 30.0]))  # no residual, all smoothing
+        out, _ = refiner(frame, background, torch.zeros_like(seen), onehot, refilled, style, generated)
+    changed = (out - frame).abs().amax(1)[0] > 1e-6
+    assert not changed[20 - R.RIM_PX:40 + R.RIM_PX, 20 - R.RIM_PX:40 + R.RIM_PX].any()
+    assert changed[:10, :45].all()  # the torso, unseen, is smoothed
