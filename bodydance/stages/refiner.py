@@ -26,8 +26,9 @@ from bodydance_client.contract import NUM_PARTS, PART_NAMES
 HEAD = PART_NAMES.index("head")
 
 EDGE_PX = 2
-# The refiner may also paint this far outside the dancer and the refilled plate: hair and loose
-# clothes reach past the fitted body (pixels at the 256 px it is trained at).
+# The refiner may also paint this far outside the dancer: hair and loose clothes reach past the
+# fitted body (pixels at the 256 px it is trained at). The frame counts the refilled plate grown as
+# much as generated (frame_alpha), but the refiner leaves the plate away from the dancer alone.
 RIM_PX = 4
 # Input planes: frame 3, background 3, seen 1, target parts one-hot P, refilled plate 1, part style 6.
 IN_CHANNELS = 3 + 3 + 1 + NUM_PARTS + 1 + 6
