@@ -43,6 +43,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -74,7 +75,7 @@ class Variant:
     carry_past_the_body: str = "near the body"  # what pixels past the target body may carry (BodyGeometry.CARRY_PAST_THE_BODY)
     unseen_hand_colour: str = "skin"  # StyleEncoder.UNSEEN_HAND_COLOUR
     hand_statistics: str = "plain"  # StyleEncoder.HAND_STATISTICS
-    carried_parts: object = None  # ParsingPrior.CARRIED_PARTS: parts whose pixels past the body are carried
+    carried_parts: Optional[Tuple[str, ...]] = None  # ParsingPrior.CARRIED_PARTS: parts carried the whole reach past the body
     near_reach_px: int = 0  # ParsingPrior.NEAR_REACH_PX: how far the other parts' pixels are
 
     def apply(self, path: DeterministicPath):

@@ -73,11 +73,14 @@ class ParsingPrior(torch.nn.Module):
         # A flow outside the photo (-2: no source) carries nothing, whatever the photo's border shows.
         has_source = (correspondence_flow.abs() <= 1.0).all(dim=1, keepdim=True)
         carried = torch.where(has_source, carried.to(torch.int64), torch.zeros_like(carried, dtype=torch.int64))
-        nearest = grow_labels(target_parts, NUM_PARTS, self.reach)
+        # Growing on from the near labels gives what one growth by the whole reach gives (a pixel keeps the
+        # highest label that reaches it), without growing the first NEAR_REACH_PX steps twice.
+        near_px = min(self.NEAR_REACH_PX, self.reach) if self.CARRIED_PARTS is not None else 0
+        near = grow_labels(target_parts, NUM_PARTS, near_px) if near_px > 0 else target_parts
+        nearest = grow_labels(near, NUM_PARTS, self.reach - near_px)
         if self.CARRIED_PARTS is not None:
             whole_reach = torch.zeros(NUM_PARTS, dtype=torch.int64)
             whole_reach[[PART_NAMES.index(name) for name in self.CARRIED_PARTS]] = 1
-            near = grow_labels(target_parts, NUM_PARTS, self.NEAR_REACH_PX) if self.NEAR_REACH_PX > 0 else target_parts
             keep = (whole_reach.to(carried.device)[carried] > 0) | (carried == near)
             carried = torch.where(keep, carried, torch.zeros_like(carried))
         beside = torch.where(carried == nearest, carried, torch.zeros_like(carried))

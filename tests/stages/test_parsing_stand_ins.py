@@ -125,3 +125,15 @@ def test_parsing_prior_carries_only_the_chosen_parts_past_the_body():
     assert np.all(arms_near[41:59, 66] == PART["upper_arm"]) and np.all(arms_near[40:60, 67:69] == 0)
     assert np.all(not_arms[17:20, 40:50] == PART["head"]) and np.all(every_part[17:20, 40:50] == PART["head"])
     assert np.array_equal(not_arms[40:60, 60:66], target_parts[0, 0, 40:60, 60:66].numpy())  # the body stays
+
+
+def test_growing_labels_in_two_steps_equals_growing_them_once():
+    """The parsing prior grows the target parts 3 px, then on to its reach: the same labels as one growth."""
+    from bodydance.geometry import grow_labels
+    from bodydance_client.contract import NUM_PARTS
+
+    parts = torch.randint(0, NUM_PARTS, (1, 1, N, N), generator=torch.Generator().manual_seed(3))
+    parts[torch.rand(parts.shape, generator=torch.Generator().manual_seed(4)) < 0.97] = 0  # sparse seeds
+    once = grow_labels(parts, NUM_PARTS, 8)
+    twice = grow_labels(grow_labels(parts, NUM_PARTS, 3), NUM_PARTS, 5)
+    assert torch.equal(once, twice) and (once > 0).float().mean() > 0.5
