@@ -60,7 +60,7 @@ class PlateInpainter(torch.nn.Module):
         self.context = torch.nn.Sequential(*(_block(WIDTHS[-1], WIDTHS[-1], dilation=d) for d in DILATIONS))
         self.up = torch.nn.ModuleList(_block(WIDTHS[k + 1] + WIDTHS[k], WIDTHS[k]) for k in reversed(range(len(WIDTHS) - 1)))
         self.head = torch.nn.Conv2d(WIDTHS[0], 3, 3, 1, 1)
-        # Starts at the Telea fill (a residual of about a hundredth), as the style refiner does.
+        # Starts at the Telea fill (a residual of about a hundredth).
         torch.nn.init.normal_(self.head.weight, std=1e-3)
         torch.nn.init.zeros_(self.head.bias)
 

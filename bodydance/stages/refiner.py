@@ -1,8 +1,8 @@
-"""The learned half of the style generator: a small residual U-Net over the deterministic frame.
+"""The learned half of the style generator: a small U-Net that remixes the deterministic frame.
 
 The deterministic generator (:class:`bodydance.stages.style.StyleGenerator`) warps what the photo
 shows and paints the rest flat; the refiner sees that frame together with what it was made from and
-returns a residual and a blend mask. Pixels the photo shows confidently (seen, and not within
+returns, per pixel, how to mix the frame, its blur, the part's colour and the plate. Pixels the photo shows confidently (seen, and not within
 :data:`EDGE_PX` of unseen surface) stay the warp's exactly, so the refiner can only change surface
 the photo never showed, the rims where the fit may be off, and the refilled plate.
 
@@ -32,13 +32,15 @@ EDGE_PX = 2
 RIM_PX = 4
 # Input planes: frame 3, background 3, seen 1, target parts one-hot P, refilled plate 1, part style 6.
 IN_CHANNELS = 3 + 3 + 1 + NUM_PARTS + 1 + 6
-# The smoothing the refiner may blend in (Gaussian, px at N): on held-out fitted pairs, this blur of
-# the deterministic frame where the refiner may edit gains 0.6 dB on the person
-# (benchmarks/refiner_ceiling.py), more than the refiner had learned to gain by its residual alone.
+# What each pixel the refiner may edit is mixed from, in the order of its output channels.
+CANDIDATES = ("frame", "blur", "part colour", "background")
+FRAME_LOGIT_AT_START = 5.0
+# The blur among them (Gaussian, px at N): on held-out fitted pairs, this blur of the deterministic
+# frame where the refiner may edit gains 0.6 dB on the person (benchmarks/refiner_ceiling.py).
 SMOOTH_SIGMA_PX = 2.0
 SMOOTH_RADIUS_PX = 4
 # Channels at N/2, N/4, N/8, N/16. The network runs at half the frame's resolution and its
-# residual and blend are upsampled: a first version with a full-resolution level (16 channels at N)
+# mixing weights are upsampled: a first version with a full-resolution level (16 channels at N)
 # cost 2.6x the deterministic frame path per frame on this CPU, past the 2x budget.
 WIDTHS = (32, 64, 96, 96)
 GROUPS = 8
@@ -75,9 +77,13 @@ class FrameRefiner(torch.nn.Module):
     -> (refined frame ``[B,3,N,N]`` in [0,1], editable ``[B,1,N,N]`` {0,1}: ``generated`` grown by
     :data:`RIM_PX`, where the refined frame may differ from the photo).
 
-    Where it may edit (:func:`edit_reach`) the refined frame is the frame, blended towards its own
-    Gaussian blur by one predicted mask (a misplaced edge costs less smoothed than sharp; never
-    within :data:`RIM_PX` of the head), plus a residual under a second.
+    Where it may edit (:func:`edit_reach`) each pixel becomes a convex mix, by predicted weights, of
+    :data:`CANDIDATES`: the frame, its Gaussian blur, its part's mean colour and the background plate.
+    It chooses among colours the photo and the plate hold and invents none: a first refiner that
+    added a free residual painted brown skin onto the grey cameraman and paled a backlit dancer
+    on real footage. The blur never reaches within :data:`RIM_PX` of the head (the blurred face
+    was what a viewer noticed first), the background only within :data:`RIM_PX` of the dancer's
+    outline (deeper, a body mixed with the plate is a translucent one).
 
     Four halvings with two 3x3 convolutions at each level: the receptive field spans an arm at 256.
     """
@@ -90,12 +96,13 @@ class FrameRefiner(torch.nn.Module):
             self.down.append(_block(c_in, width, 2))
             c_in = width
         self.up = torch.nn.ModuleList(_block(WIDTHS[k + 1] + WIDTHS[k], WIDTHS[k]) for k in reversed(range(len(WIDTHS) - 1)))
-        self.head = torch.nn.Conv2d(WIDTHS[0], 5, 3, 1, 1)  # residual RGB, blend logit, smoothing logit
-        # Starts next to the identity (a residual of about a hundredth, 2 % smoothing), so training
-        # begins at the deterministic frame; not exactly at it, which would leave the trunk without
-        # gradients at first.
+        self.head = torch.nn.Conv2d(WIDTHS[0], len(CANDIDATES), 3, 1, 1)  # one mixing logit per candidate
+        # Starts next to the identity (the frame's weight about 0.98), so training begins at the
+        # deterministic frame; not exactly at it, which would leave the trunk without gradients at first.
         torch.nn.init.normal_(self.head.weight, std=1e-3)
         torch.nn.init.zeros_(self.head.bias)
+        with torch.no_grad():
+            self.head.bias[CANDIDATES.index("frame")] = FRAME_LOGIT_AT_START
         taps = torch.arange(-SMOOTH_RADIUS_PX, SMOOTH_RADIUS_PX + 1, dtype=torch.float32)
         kernel = torch.exp(-0.5 * (taps / SMOOTH_SIGMA_PX) ** 2)
         self.register_buffer("smoothing", (kernel / kernel.sum()).reshape(1, 1, 1, -1).repeat(3, 1, 1, 1))
@@ -106,8 +113,9 @@ class FrameRefiner(torch.nn.Module):
         rows = F.conv2d(F.pad(frame, (r, r, 0, 0), mode="reflect"), self.smoothing, groups=3)
         return F.conv2d(F.pad(rows, (0, 0, r, r), mode="reflect"), self.smoothing.transpose(2, 3), groups=3)
 
-    def forward(self, frame, background, seen, parts_onehot, refilled, part_style, generated):
-        editable, reach = edit_reach(seen, generated, parts_onehot)
+    def mixing_weights(self, frame, background, seen, parts_onehot, refilled, part_style, generated):
+        """``[B,K,N,N]`` the weight of each of :data:`CANDIDATES` per pixel (summing to 1), before the
+        reach: the blur's and the background's weights where they are not allowed go to the frame."""
         x = torch.cat([frame, background, seen, parts_onehot, refilled, part_style], 1)
         skips = []
         for block in self.down:
@@ -115,11 +123,23 @@ class FrameRefiner(torch.nn.Module):
             skips.append(x)
         for block, skip in zip(self.up, reversed(skips[:-1])):
             x = block(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], 1))
-        out = F.interpolate(self.head(x), scale_factor=2.0, mode="bilinear", align_corners=False)
-        residual, blend, smooth = out[:, :3], torch.sigmoid(out[:, 3:4] + 2.0), torch.sigmoid(out[:, 4:5] - 4.0)
-        # The face and its outline stay sharp: smoothed, they were the blur a viewer noticed first.
-        smooth = smooth * (1.0 - _grown(parts_onehot[:, HEAD:HEAD + 1], RIM_PX))
-        change = smooth * (self.smoothed(frame) - frame) + blend * residual
+        logits = F.interpolate(self.head(x), scale_factor=2.0, mode="bilinear", align_corners=False)
+        weights = torch.softmax(logits, 1)
+        dancer = 1.0 - parts_onehot[:, :1]
+        allowed = torch.cat([
+            torch.ones_like(dancer),  # frame
+            1.0 - _grown(parts_onehot[:, HEAD:HEAD + 1], RIM_PX),  # blur: never near the head
+            torch.ones_like(dancer),  # part colour
+            _grown(1.0 - dancer, RIM_PX),  # background: only near the outline or outside it
+        ], 1)
+        others = weights[:, 1:] * allowed[:, 1:]
+        return torch.cat([1.0 - others.sum(1, keepdim=True), others], 1)
+
+    def forward(self, frame, background, seen, parts_onehot, refilled, part_style, generated):
+        editable, reach = edit_reach(seen, generated, parts_onehot)
+        weights = self.mixing_weights(frame, background, seen, parts_onehot, refilled, part_style, generated)
+        change = (weights[:, 1:2] * (self.smoothed(frame) - frame) + weights[:, 2:3] * (part_style[:, :3] - frame)
+                  + weights[:, 3:4] * (background - frame))
         return (frame + reach * change).clamp(0.0, 1.0), editable
 
     def parameter_count(self) -> int:

@@ -8,7 +8,9 @@ convolutional, so it trains on crops and runs on the whole frame), and minimises
 * ``1 - SSIM`` there (7 x 7 box windows),
 * L1 between image gradients (so filled surface is not left flat),
 
-all on the truth of pose B. Checkpoints, resuming and the log are :mod:`bodydance.training.loop`'s.
+all on the truth of pose B. The synthetic people wear saturated colours with skin on the hands; real
+photos may be grey or colour-cast, so each drawn pair has its colours recoloured the same way in every
+image and in its part statistics (:func:`recolour`). Checkpoints, resuming and the log are :mod:`bodydance.training.loop`'s.
 """
 
 from __future__ import annotations
@@ -39,6 +41,27 @@ class TrainingSettings:
     learning_rate: float = 1e-3
     seed: int = 0
     checkpoint_every: int = 50
+    grey_share: float = 0.2  # pairs turned grey (after the channel shuffle)
+    shuffle_channels: bool = True  # RGB channels in a random order per pair
+
+
+# Rec. 601 luma, as the skin detector and OpenCV's grey conversion weigh RGB.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def recolour(images, part_style, order, grey: bool):
+    """Images ``[B,3,H,W]`` with their channels taken in ``order`` (then made grey), and ``part_style``
+    ``[B,6,H,W]`` (mean, std RGB) to match. Means are linear in the image, so theirs are exact; the grey
+    std is the luma-weighted sum of the channels' stds (exact when the channels move together, an
+    upper bound otherwise)."""
+    order = list(order)
+    images = [image[:, order] for image in images]
+    mean, std = part_style[:, :3][:, order], part_style[:, 3:][:, order]
+    if grey:
+        weights = torch.tensor(LUMA).reshape(1, 3, 1, 1)
+        luma = lambda x: (x * weights).sum(1, keepdim=True).expand(-1, 3, -1, -1)  # noqa: E731
+        images, mean, std = [luma(image) for image in images], luma(mean), luma(std)
+    return images, torch.cat([mean, std], 1)
 
 
 def pair_tensors(shard: Dict[str, np.ndarray], k: int) -> Dict[str, torch.Tensor]:
@@ -80,7 +103,12 @@ def draw_batch(shards: List[dict], settings: TrainingSettings, step: int):
         top, left = _crop_window(pair["region"], settings.crop, rng)
         window = (slice(None), slice(None), slice(top, top + settings.crop), slice(left, left + settings.crop))
         flip = rng.random() < 0.5
-        tensors = [pair["frame"], pair["background"], *pair["planes"], pair["truth"], pair["region"], pair["unseen"]]
+        order = rng.permutation(3) if settings.shuffle_channels else range(3)
+        grey = rng.random() < settings.grey_share
+        seen, onehot, refilled, part_style, generated = pair["planes"]
+        (frame, background, truth), part_style = recolour([pair["frame"], pair["background"], pair["truth"]],
+                                                          part_style, order, grey)
+        tensors = [frame, background, seen, onehot, refilled, part_style, generated, truth, pair["region"], pair["unseen"]]
         tensors = [t[window] for t in tensors]
         items.append([t.flip(-1) if flip else t for t in tensors])
     return [torch.cat(column) for column in zip(*items)]

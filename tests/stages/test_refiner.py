@@ -81,13 +81,20 @@ def _torso_only(n):
     return (parts == torch.arange(C.NUM_PARTS).reshape(1, -1, 1, 1)).float()
 
 
-def test_a_saturated_smoothing_mask_gives_the_blurred_frame_where_the_refiner_may_edit():
-    frame, background, seen, _, refilled, style, generated = _planes()
-    onehot = _torso_only(frame.shape[-1])  # no head: the head is never smoothed
+def _saturated(candidate: str) -> R.FrameRefiner:
+    """A refiner whose mixing weights all go to one of :data:`~bodydance.stages.refiner.CANDIDATES`."""
     refiner = R.FrameRefiner()
     with torch.no_grad():
         refiner.head.weight.zero_()
-        refiner.head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, -30.0, 30.0]))  # no residual, all smoothing
+        refiner.head.bias.copy_(torch.tensor([30.0 if c == candidate else -30.0 for c in R.CANDIDATES]))
+    return refiner
+
+
+def test_a_saturated_blur_weight_gives_the_blurred_frame_where_the_refiner_may_edit():
+    frame, background, seen, _, refilled, style, generated = _planes()
+    onehot = _torso_only(frame.shape[-1])  # no head: the head is never smoothed
+    refiner = _saturated("blur")
+    with torch.no_grad():
         out, _ = refiner(frame, background, seen, onehot, refilled, style, generated)
         blurred = refiner.smoothed(frame)
     _, reach = R.edit_reach(seen, generated, onehot)
@@ -97,6 +104,36 @@ def test_a_saturated_smoothing_mask_gives_the_blurred_frame_where_the_refiner_ma
     assert (blurred - frame).abs().mean() > 0.05  # the blur does change a noisy frame
     flat = torch.full((1, 3, 32, 32), 0.4)
     assert torch.allclose(refiner.smoothed(flat), flat, atol=1e-6)  # and keeps a flat one, edges too
+
+
+def test_the_refiner_invents_no_colour(randomised):
+    """Every refined pixel is a convex mix of the frame, its blur, its part's colour and the plate:
+    a grey photo stays grey, and no channel leaves the candidates' range."""
+    frame, background, seen, onehot, refilled, style, generated = _planes(seed=3)
+    grey = lambda x: x.mean(1, keepdim=True).expand_as(x).contiguous()  # noqa: E731
+    frame, background = grey(frame), grey(background)
+    style = torch.cat([grey(style[:, :3]), grey(style[:, 3:])], 1)
+    refiner = randomised(R.FrameRefiner())
+    with torch.no_grad():
+        out, _ = refiner(frame, background, seen, onehot, refilled, style, generated)
+        candidates = torch.stack([frame, refiner.smoothed(frame), style[:, :3], background])
+    assert (out - frame).abs().amax() > 0.05  # it does change the frame
+    assert torch.allclose(out[:, 0], out[:, 1], atol=1e-6) and torch.allclose(out[:, 0], out[:, 2], atol=1e-6)
+    assert (out >= candidates.amin(0) - 1e-6).all() and (out <= candidates.amax(0) + 1e-6).all()
+
+
+def test_the_background_shows_through_only_at_the_dancers_outline():
+    frame, background, _, _, refilled, style, _ = _planes()
+    n = frame.shape[-1]
+    parts = torch.zeros(1, 1, n, n, dtype=torch.long)
+    parts[..., 10:50, 10:50] = C.PART_NAMES.index("torso")
+    onehot = (parts == torch.arange(C.NUM_PARTS).reshape(1, -1, 1, 1)).float()
+    generated = (parts > 0).float()
+    with torch.no_grad():  # nothing seen: the whole dancer and its rim are in reach
+        out, _ = _saturated("background")(frame, background, torch.zeros_like(generated), onehot, refilled, style, generated)
+    deep = slice(10 + R.RIM_PX + 1, 50 - R.RIM_PX - 1)
+    assert torch.equal(out[..., deep, deep], frame[..., deep, deep])  # a body mixed with the plate is translucent
+    assert torch.allclose(out[..., 10:12, 10:50], background[..., 10:12, 10:50])  # its outline may take the plate
 
 
 def test_the_refilled_plate_away_from_the_dancer_stays_the_plates(randomised):
@@ -122,11 +159,8 @@ def test_the_head_is_never_smoothed():
     onehot = _torso_only(n)
     onehot[:, :, 20:40, 20:40] = 0.0
     onehot[:, C.PART_NAMES.index("head"), 20:40, 20:40] = 1.0
-    refiner = R.FrameRefiner()
     with torch.no_grad():
-        refiner.head.weight.zero_()
-        refiner.head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, -30.0, 30.0]))  # no residual, all smoothing
-        out, _ = refiner(frame, background, torch.zeros_like(seen), onehot, refilled, style, generated)
+        out, _ = _saturated("blur")(frame, background, torch.zeros_like(seen), onehot, refilled, style, generated)
     changed = (out - frame).abs().amax(1)[0] > 1e-6
     assert not changed[20 - R.RIM_PX:40 + R.RIM_PX, 20 - R.RIM_PX:40 + R.RIM_PX].any()
     assert changed[:10, :45].all()  # the torso, unseen, is smoothed

@@ -61,3 +61,19 @@ def test_the_loss_falls_when_fitting_one_batch(shards, tmp_path):
     path = export_weights(model, tmp_path / "refiner.safetensors", {"steps": "15"})
     loaded = read_refiner(path)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_recolouring_moves_every_image_and_the_part_statistics_together():
+    from bodydance.training.refiner_training import LUMA, recolour
+
+    g = torch.Generator().manual_seed(0)
+    image, other = torch.rand(1, 3, 8, 8, generator=g), torch.rand(1, 3, 8, 8, generator=g)
+    style = torch.rand(1, 6, 8, 8, generator=g)
+    (shuffled, other_shuffled), style_shuffled = recolour([image, other], style, [2, 0, 1], grey=False)
+    assert torch.equal(shuffled[:, 0], image[:, 2]) and torch.equal(other_shuffled[:, 1], other[:, 0])
+    assert torch.equal(style_shuffled[:, 0], style[:, 2]) and torch.equal(style_shuffled[:, 4], style[:, 3 + 0])
+    (grey, _), style_grey = recolour([image, other], style, [0, 1, 2], grey=True)
+    luma = sum(w * image[:, k] for k, w in enumerate(LUMA))
+    assert torch.allclose(grey[:, 0], luma) and torch.equal(grey[:, 0], grey[:, 2])
+    assert torch.allclose(style_grey[:, 0], sum(w * style[:, k] for k, w in enumerate(LUMA)))
+    assert torch.equal(style_grey[:, 3], style_grey[:, 5])
