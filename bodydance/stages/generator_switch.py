@@ -4,11 +4,10 @@ Torch-free, so the export fingerprint can read it.
 
 ``BODYDANCE_GENERATOR=learned`` (at export time; the model repository is re-exported when it
 changes) builds the refiner from the committed weights; ``deterministic``, the default, the
-stand-in alone. The default stays the stand-in while the refiner gains 0.40 dB on held-out pairs
-(issue 11 asks 1.5), buys its better real-footage figures by blurring the dancer's body, and
-loses the cameraman's face in half the frames (``benchmarks/results/learned_generator.md``,
-``real_footage_learned.md`` and its sheets, ``face_check_learned.md``); its per-frame cost, 1.65x,
-is within the 2x budget.
+stand-in alone. The default stays the stand-in while the refiner gains 0.24 dB on held-out pairs
+(issue 11 asks 1.5) and buys its better real-footage figures by softening the dancer's body
+(``benchmarks/results/learned_generator.md``, ``real_footage_learned.md`` and its sheets,
+``face_check_learned.md``); its per-frame cost, 1.68x, is within the 2x budget.
 
 ``BODYDANCE_PLATE=learned`` builds the plate inpainter from its committed weights into
 ``style_encoder``; ``telea``, the default, keeps the reconstruction's Telea fill as the background. The

@@ -60,14 +60,18 @@ def _grown(mask, px: int):
 
 def edit_reach(seen, generated, parts_onehot):
     """(editable, reach), both ``[B,1,N,N]`` {0,1}: ``generated`` grown by :data:`RIM_PX`, and the part
-    of it the refiner may change: within :data:`RIM_PX` of the dancer and not confidently seen (seen
-    and at least :data:`EDGE_PX` from anything unseen). The refilled plate away from the dancer stays
-    the plate's: a refiner that could edit it painted a pale ghost of the photo's person there.
+    of it the refiner may change: within :data:`RIM_PX` of the dancer, not confidently seen (seen and
+    at least :data:`EDGE_PX` from anything unseen) and not within :data:`RIM_PX` of the head. The
+    refilled plate away from the dancer stays the plate's: a refiner that could edit it painted a pale
+    ghost of the photo's person there. The head and its outline stay the warp's: a smoothed face was
+    the blur a viewer noticed first, and with its edges and the hands at it remixed, Face Mesh found
+    the cameraman's face in fewer frames (77 % against 86 %).
     ``seen``, ``generated`` and ``parts_onehot`` as :class:`FrameRefiner` takes them."""
     editable = _grown(generated, RIM_PX)
     confident = 1.0 - _grown(1.0 - seen, EDGE_PX)
     near_dancer = _grown(1.0 - parts_onehot[:, :1], RIM_PX)
-    return editable, editable * near_dancer * (1.0 - confident)
+    near_head = _grown(parts_onehot[:, HEAD:HEAD + 1], RIM_PX)
+    return editable, editable * near_dancer * (1.0 - confident) * (1.0 - near_head)
 
 
 class FrameRefiner(torch.nn.Module):
@@ -81,9 +85,8 @@ class FrameRefiner(torch.nn.Module):
     :data:`CANDIDATES`: the frame, its Gaussian blur, its part's mean colour and the background plate.
     It chooses among colours the photo and the plate hold and invents none: a first refiner that
     added a free residual painted brown skin onto the grey cameraman and paled a backlit dancer
-    on real footage. The blur never reaches within :data:`RIM_PX` of the head (the blurred face
-    was what a viewer noticed first), the background only within :data:`RIM_PX` of the dancer's
-    outline (deeper, a body mixed with the plate is a translucent one).
+    on real footage. The background is mixed in only within :data:`RIM_PX` of the dancer's outline
+    (deeper, a body mixed with the plate is a translucent one).
 
     Four halvings with two 3x3 convolutions at each level: the receptive field spans an arm at 256.
     """
@@ -115,7 +118,7 @@ class FrameRefiner(torch.nn.Module):
 
     def mixing_weights(self, frame, background, seen, parts_onehot, refilled, part_style, generated):
         """``[B,K,N,N]`` the weight of each of :data:`CANDIDATES` per pixel (summing to 1), before the
-        reach: the blur's and the background's weights where they are not allowed go to the frame."""
+        reach: the background's weight deeper inside the dancer than :data:`RIM_PX` goes to the frame."""
         x = torch.cat([frame, background, seen, parts_onehot, refilled, part_style], 1)
         skips = []
         for block in self.down:
@@ -125,15 +128,9 @@ class FrameRefiner(torch.nn.Module):
             x = block(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], 1))
         logits = F.interpolate(self.head(x), scale_factor=2.0, mode="bilinear", align_corners=False)
         weights = torch.softmax(logits, 1)
-        dancer = 1.0 - parts_onehot[:, :1]
-        allowed = torch.cat([
-            torch.ones_like(dancer),  # frame
-            1.0 - _grown(parts_onehot[:, HEAD:HEAD + 1], RIM_PX),  # blur: never near the head
-            torch.ones_like(dancer),  # part colour
-            _grown(1.0 - dancer, RIM_PX),  # background: only near the outline or outside it
-        ], 1)
-        others = weights[:, 1:] * allowed[:, 1:]
-        return torch.cat([1.0 - others.sum(1, keepdim=True), others], 1)
+        near_outline = _grown(parts_onehot[:, :1], RIM_PX)  # the background's own pixels and 4 px into the dancer
+        background = weights[:, 3:4] * near_outline
+        return torch.cat([weights[:, :1] + weights[:, 3:4] - background, weights[:, 1:3], background], 1)
 
     def forward(self, frame, background, seen, parts_onehot, refilled, part_style, generated):
         editable, reach = edit_reach(seen, generated, parts_onehot)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -57,6 +58,9 @@ def train(folder: Path = typer.Option(DATA / "train", help="training shards"),
           run: Path = typer.Option(RUN, help="checkpoint and log folder (an existing run resumes)"),
           steps: int = typer.Option(4000), batch: int = typer.Option(8), crop: int = typer.Option(128),
           learning_rate: float = typer.Option(1e-3), seed: int = typer.Option(0),
+          squared_weight: Optional[float] = typer.Option(
+              None, help="weight of the squared error (what PSNR scores) beside L1, SSIM and gradients [default: TrainingSettings']"),
+          recolour: bool = typer.Option(True, help="shuffle each pair's RGB channels and turn a fifth of them grey"),
           device: str = typer.Option("cpu", help="cpu or cuda"),
           weights: Path = typer.Option(WEIGHTS, help="where the trained weights are written")):
     """Train the style refiner (resumable), then write its safetensors weights, log and loss curves."""
@@ -72,6 +76,10 @@ def train(folder: Path = typer.Option(DATA / "train", help="training shards"),
         raise typer.BadParameter(f"no shards in {folder}: run `python -m bodydance.training data` first",
                                  param_hint="--folder")
     settings = TrainingSettings(steps=steps, batch=batch, crop=crop, learning_rate=learning_rate, seed=seed)
+    if squared_weight is not None:
+        settings.squared_weight = squared_weight
+    if not recolour:
+        settings.grey_share, settings.shuffle_channels = 0.0, False
     with _progress() as bar:
         task = bar.add_task("training", total=steps, note="")
         model = train_refiner(shards, run, settings, device=device,
@@ -81,7 +89,8 @@ def train(folder: Path = typer.Option(DATA / "train", help="training shards"),
                 "training_scenes": str(len(shards)), "parameters": str(model.parameter_count())}
     export_weights(model.cpu(), weights, metadata)
     shutil.copyfile(run / "log.csv", weights.with_name(weights.stem + "_log.csv"))
-    plot_curves(run / "log.csv", CURVES)
+    # Weights written elsewhere than the committed ones are a trial: their curves go beside them.
+    plot_curves(run / "log.csv", CURVES if weights == WEIGHTS else weights.with_name(weights.stem + "_training.png"))
     typer.echo(f"{model.parameter_count()} parameters, {pairs} pairs from {len(shards)} scenes -> {weights}")
 
 

@@ -28,7 +28,9 @@ from bodydance.stages.style import generator_planes
 from bodydance.training.loop import train_resumably
 
 UNSEEN_WEIGHT = 3.0
-W_SQUARED = 2.0
+# Beside L1 (whose optimum is the median) the squared error (the mean; what PSNR scores) leads: at 2.0
+# the held-out person gained 0.07 dB, at 10.0 0.24 dB, with the same SSIM gain.
+W_SQUARED = 10.0
 W_SSIM = 0.3
 W_GRADIENT = 0.2
 
@@ -41,6 +43,7 @@ class TrainingSettings:
     learning_rate: float = 1e-3
     seed: int = 0
     checkpoint_every: int = 50
+    squared_weight: float = W_SQUARED  # the squared error's weight in the loss (what PSNR scores)
     grey_share: float = 0.2  # pairs turned grey (after the channel shuffle)
     shuffle_channels: bool = True  # RGB channels in a random order per pair
 
@@ -126,7 +129,7 @@ def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:
     return value.mean(1, keepdim=True)
 
 
-def losses(pred, truth, region, unseen) -> Dict[str, torch.Tensor]:
+def losses(pred, truth, region, unseen, squared_weight: float = W_SQUARED) -> Dict[str, torch.Tensor]:
     weight = region * (1.0 + (UNSEEN_WEIGHT - 1.0) * unseen)
     total_weight = weight.sum().clamp_min(1.0)
     l1 = ((pred - truth).abs().mean(1, keepdim=True) * weight).sum() / total_weight
@@ -140,7 +143,7 @@ def losses(pred, truth, region, unseen) -> Dict[str, torch.Tensor]:
     gradient = (((pdx - tdx).abs().mean(1, keepdim=True) * weight[..., :, 1:]).sum()
                 + ((pdy - tdy).abs().mean(1, keepdim=True) * weight[..., 1:, :]).sum()) / (2 * total_weight)
     return {"l1": l1, "squared": squared, "ssim": ssim, "gradient": gradient,
-            "total": l1 + W_SQUARED * squared + W_SSIM * ssim + W_GRADIENT * gradient}
+            "total": l1 + squared_weight * squared + W_SSIM * ssim + W_GRADIENT * gradient}
 
 
 def train(shards: List[dict], run: Path, settings: TrainingSettings, device: str = "cpu", progress=None) -> FrameRefiner:
@@ -150,6 +153,6 @@ def train(shards: List[dict], run: Path, settings: TrainingSettings, device: str
         batch = [t.to(device) for t in draw_batch(shards, settings, step)]
         frame, background, *planes, truth, region, unseen = batch
         pred, _ = model(frame, background, *planes)
-        return losses(pred, truth, region, unseen)
+        return losses(pred, truth, region, unseen, settings.squared_weight)
 
     return train_resumably(FrameRefiner, run, settings, step_losses, device, progress)
