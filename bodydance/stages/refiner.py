@@ -2,9 +2,10 @@
 
 The deterministic generator (:class:`bodydance.stages.style.StyleGenerator`) warps what the photo
 shows and paints the rest flat; the refiner sees that frame together with what it was made from and
-returns, per pixel, how to mix the frame, its blur, the part's colour and the plate. Pixels the photo shows confidently (seen, and not within
-:data:`EDGE_PX` of unseen surface) stay the warp's exactly, so the refiner can only change surface
-the photo never showed, the rims where the fit may be off, and the refilled plate.
+returns, per pixel, how to mix the frame, its blur, the part's colour and the plate. Pixels the
+photo shows confidently (seen, and not within :data:`EDGE_PX` of unseen surface) stay the warp's
+exactly, so the refiner can only change surface the photo never showed, the rims where the fit may
+be off, and the refilled plate next to the dancer.
 
 Weights are trained here (:mod:`bodydance.training`) and committed in safetensors
 (``bodydance/data/style_refiner.safetensors``, with their training log beside them). Pure tensor
@@ -36,7 +37,7 @@ IN_CHANNELS = 3 + 3 + 1 + NUM_PARTS + 1 + 6
 CANDIDATES = ("frame", "blur", "part colour", "background")
 FRAME_LOGIT_AT_START = 5.0
 # The blur among them (Gaussian, px at N): on held-out fitted pairs, this blur of the deterministic
-# frame where the refiner may edit gains 0.6 dB on the person (benchmarks/refiner_ceiling.py).
+# frame where the refiner may edit gains 0.5 dB on the person (benchmarks/refiner_ceiling.py).
 SMOOTH_SIGMA_PX = 2.0
 SMOOTH_RADIUS_PX = 4
 # Channels at N/2, N/4, N/8, N/16. The network runs at half the frame's resolution and its
@@ -127,16 +128,17 @@ class FrameRefiner(torch.nn.Module):
         for block, skip in zip(self.up, reversed(skips[:-1])):
             x = block(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], 1))
         logits = F.interpolate(self.head(x), scale_factor=2.0, mode="bilinear", align_corners=False)
-        weights = torch.softmax(logits, 1)
-        near_outline = _grown(parts_onehot[:, :1], RIM_PX)  # the background's own pixels and 4 px into the dancer
-        background = weights[:, 3:4] * near_outline
-        return torch.cat([weights[:, :1] + weights[:, 3:4] - background, weights[:, 1:3], background], 1)
+        frame_weight, blur_weight, colour_weight, plate_weight = torch.softmax(logits, 1).split(1, 1)
+        near_outline = _grown(parts_onehot[:, :1], RIM_PX)  # off the dancer, and its outer RIM_PX
+        allowed_plate = plate_weight * near_outline
+        return torch.cat([frame_weight + plate_weight - allowed_plate, blur_weight, colour_weight, allowed_plate], 1)
 
     def forward(self, frame, background, seen, parts_onehot, refilled, part_style, generated):
         editable, reach = edit_reach(seen, generated, parts_onehot)
-        weights = self.mixing_weights(frame, background, seen, parts_onehot, refilled, part_style, generated)
-        change = (weights[:, 1:2] * (self.smoothed(frame) - frame) + weights[:, 2:3] * (part_style[:, :3] - frame)
-                  + weights[:, 3:4] * (background - frame))
+        _, blur_weight, colour_weight, plate_weight = self.mixing_weights(
+            frame, background, seen, parts_onehot, refilled, part_style, generated).split(1, 1)
+        change = (blur_weight * (self.smoothed(frame) - frame) + colour_weight * (part_style[:, :3] - frame)
+                  + plate_weight * (background - frame))
         return (frame + reach * change).clamp(0.0, 1.0), editable
 
     def parameter_count(self) -> int:

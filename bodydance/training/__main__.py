@@ -59,7 +59,8 @@ def train(folder: Path = typer.Option(DATA / "train", help="training shards"),
           steps: int = typer.Option(4000), batch: int = typer.Option(8), crop: int = typer.Option(128),
           learning_rate: float = typer.Option(1e-3), seed: int = typer.Option(0),
           squared_weight: Optional[float] = typer.Option(
-              None, help="weight of the squared error (what PSNR scores) beside L1, SSIM and gradients [default: TrainingSettings']"),
+              None, help="weight of the squared error (what PSNR scores) beside L1, SSIM and gradients "
+                         "[default: TrainingSettings']"),
           recolour: bool = typer.Option(True, help="shuffle each pair's RGB channels and turn a fifth of them grey"),
           device: str = typer.Option("cpu", help="cpu or cuda"),
           weights: Path = typer.Option(WEIGHTS, help="where the trained weights are written")):
