@@ -213,23 +213,38 @@ def standing_pose(rng: np.random.Generator) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1)
-def _dance_frames() -> Tuple[np.ndarray, np.ndarray]:
-    poses, shifts = [], []
-    for name in sorted(bundled_templates()):
+def _dance_frames() -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every bundled dance's frames back to back: poses ``[F,24,3]``, translations ``[F,3]``, and
+    which dance each frame belongs to ``[F]``."""
+    poses, shifts, dances = [], [], []
+    for index, name in enumerate(sorted(bundled_templates())):
         template = load_bundled(name)
         poses.append(template.poses)
         shifts.append(template.translations)
-    return np.concatenate(poses).astype(np.float32), np.concatenate(shifts).astype(np.float32)
+        dances.append(np.full(len(template.poses), index))
+    return np.concatenate(poses).astype(np.float32), np.concatenate(shifts).astype(np.float32), np.concatenate(dances)
 
 
 def dance_pose(rng: np.random.Generator, jitter_rad: float = 0.15) -> Tuple[np.ndarray, np.ndarray]:
     """A target pose: a frame of a bundled dance, its limbs jittered (so poses no dance holds come up too);
     (pose ``[24,3]`` rad, translation ``[3]`` m)."""
-    poses, shifts = _dance_frames()
+    return dance_pose_pair(rng, jitter_rad)[0]
+
+
+def dance_pose_pair(rng: np.random.Generator, jitter_rad: float = 0.15):
+    """Two consecutive target poses: :func:`dance_pose`'s (the same draws from ``rng``) and the dance's
+    next frame with the same jitter (the previous one at a dance's last frame):
+    ((pose, translation), (next pose, next translation))."""
+    poses, shifts, dances = _dance_frames()
     k = int(rng.integers(len(poses)))
-    pose = poses[k].copy()
-    pose[1:] += rng.normal(0, jitter_rad, (23, 3)).astype(np.float32)
-    return pose, shifts[k].copy()
+    jitter = rng.normal(0, jitter_rad, (23, 3)).astype(np.float32)
+    after = k + 1 if k + 1 < len(poses) and dances[k + 1] == dances[k] else k - 1
+    pair = []
+    for frame in (k, after):
+        pose = poses[frame].copy()
+        pose[1:] += jitter
+        pair.append((pose, shifts[frame].copy()))
+    return tuple(pair)
 
 
 @dataclasses.dataclass
@@ -237,6 +252,7 @@ class Render:
     image: np.ndarray  # [N,N,3] uint8: the scene
     person: np.ndarray  # [N,N] bool: clothed body drawn
     face: np.ndarray  # [N,N] int64: mesh face per pixel, -1 where empty
+    barycentric: np.ndarray  # [N,N,3]: where in its face each pixel's surface point lies
 
 
 class Scene:
@@ -261,15 +277,20 @@ class Scene:
         self._raster = MeshRasterizer(arrays["faces"], rest, resolution, C.MAX_CAMERA_SCALE, skinning_stretch())
         self.rng = rng
 
-    def render(self, poses: Sequence[np.ndarray], translations: Sequence[np.ndarray]) -> List[Render]:
-        """Draw the scene in each pose (``[24,3]`` rad, ``[3]`` m): one :class:`Render` per pose."""
-        n = self.resolution
+    def _projected(self, poses: Sequence[np.ndarray], translations: Sequence[np.ndarray]) -> torch.Tensor:
+        """``[K,V,3]`` the clothed body's vertices in each pose, through the camera: (col px, row px, Z m)."""
         poses_t = torch.as_tensor(np.stack(poses), dtype=torch.float32)
         shifts = torch.as_tensor(np.stack(translations), dtype=torch.float32)
         with torch.no_grad():
             vertices, _ = self.body(torch.from_numpy(self.betas).expand(len(poses_t), -1), poses_t, shifts)
             camera = torch.from_numpy(self.camera).expand(len(poses_t), -1)
-            raster = self._raster(to_pixels(vertices, camera, n))
+            return to_pixels(vertices, camera, self.resolution)
+
+    def render(self, poses: Sequence[np.ndarray], translations: Sequence[np.ndarray]) -> List[Render]:
+        """Draw the scene in each pose (``[24,3]`` rad, ``[3]`` m): one :class:`Render` per pose."""
+        n = self.resolution
+        with torch.no_grad():
+            raster = self._raster(self._projected(poses, translations))
         renders = []
         for face, bary in zip(raster.face.numpy(), raster.barycentric.numpy()):
             hit = face >= 0
@@ -281,7 +302,7 @@ class Scene:
             colour[painted] = self.wardrobe.paint[nearest[painted]]
             image = self.background.reshape(-1, 3).copy()
             image[hit] = (colour * 255).round().astype(np.uint8)
-            renders.append(Render(image.reshape(n, n, 3), hit.reshape(n, n), face.reshape(n, n)))
+            renders.append(Render(image.reshape(n, n, 3), hit.reshape(n, n), face.reshape(n, n), bary.reshape(n, n, 3)))
         return renders
 
     def photo(self) -> Render:
@@ -291,6 +312,31 @@ class Scene:
         """``count`` target poses of this scene (``[K,24,3]`` rad, ``[K,3]`` m), fixed by its seed."""
         drawn = [dance_pose(self.rng) for _ in range(count)]
         return np.stack([p for p, _ in drawn]), np.stack([t for _, t in drawn])
+
+    def target_pose_pairs(self, count: int):
+        """:meth:`target_poses` (the same poses, for a scene made from the same seed) and each one's next
+        frame of its dance: (poses, translations, next poses, next translations)."""
+        drawn = [dance_pose_pair(self.rng) for _ in range(count)]
+        return tuple(np.stack([pair[i][j] for pair in drawn]) for i in (0, 1) for j in (0, 1))
+
+    def surface_flow(self, drawn: Render, pose: np.ndarray, translation: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Where each surface point ``drawn`` shows lies when the scene is drawn in ``pose``:
+        (``[N,N,2]`` (col, row) px, ``[N,N]`` bool: the point is on the person in ``drawn`` and the same
+        mesh face, or one sharing a corner with it, is what the new drawing shows at its new pixel, i.e.
+        it is not hidden there). Exact:
+        the renderer knows each pixel's face and barycentric weights."""
+        points = self._projected([pose], [translation])[0, :, :2].numpy()  # [V,2]
+        face = np.where(drawn.person, drawn.face, 0)
+        corners = points[self.faces[face]]  # [N,N,3,2]
+        moved = np.einsum("hwc,hwcd->hwd", drawn.barycentric, corners)
+        there = self.render([pose], [translation])[0].face
+        n = self.resolution
+        col, row = np.rint(moved[..., 0]).astype(int), np.rint(moved[..., 1]).astype(int)
+        inside = (col >= 0) & (col < n) & (row >= 0) & (row < n)
+        found = np.where(inside, there[np.clip(row, 0, n - 1), np.clip(col, 0, n - 1)], -1)
+        # A face smaller than a pixel may lose its pixel to a neighbour: one sharing a corner counts.
+        shares = (self.faces[np.maximum(found, 0)][..., :, None] == self.faces[face][..., None, :]).any((-1, -2))
+        return moved.astype(np.float32), drawn.person & (found >= 0) & shares
 
 
 def covisible(photo: Render, target: Render) -> np.ndarray:

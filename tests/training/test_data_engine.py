@@ -24,6 +24,30 @@ def test_a_scene_is_fixed_by_its_seed():
     assert np.array_equal(poses_a, poses_b) and np.array_equal(shifts_a, shifts_b)
 
 
+def test_consecutive_poses_start_from_the_scenes_own_target_poses():
+    poses, shifts = S.Scene(3, N).target_poses(3)
+    same, same_shifts, following, following_shifts = S.Scene(3, N).target_pose_pairs(3)
+    assert np.array_equal(poses, same) and np.array_equal(shifts, same_shifts)
+    step = np.abs(following - poses).max(axis=(1, 2))
+    assert (step > 0).all() and (step < 0.5).all()  # the dance's next frame: close, not the same
+
+
+def test_the_exact_flow_finds_each_shown_point_again():
+    scene = S.Scene(5, N)
+    (poses, shifts, following, following_shifts) = scene.target_pose_pairs(1)
+    now, after = scene.render([poses[0]], [shifts[0]])[0], scene.render([following[0]], [following_shifts[0]])[0]
+    still, shown_still = scene.surface_flow(now, poses[0], shifts[0])  # the same pose: every point stays put
+    rows, cols = np.nonzero(shown_still)
+    assert shown_still.sum() > 0.9 * now.person.sum()
+    assert np.abs(still[rows, cols] - np.stack([cols, rows], -1)).max() < 0.51
+    moved, shown = scene.surface_flow(now, following[0], following_shifts[0])
+    assert 0.5 * now.person.sum() < shown.sum() <= now.person.sum()
+    col, row = np.rint(moved[shown]).astype(int).T
+    there, here = scene.faces[after.face[row, col]], scene.faces[now.face[shown]]  # [K,3] corner vertices
+    assert (there[:, :, None] == here[:, None, :]).any((1, 2)).all()  # that face, or one touching it, shows there
+    assert not shown[~now.person].any()
+
+
 def test_held_out_seeds_are_never_training_seeds():
     assert max(S.training_seeds(10)) < min(S.held_out_seeds(10))
     with pytest.raises(ValueError, match="below the held-out"):
