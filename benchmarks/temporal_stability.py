@@ -70,8 +70,8 @@ def scene_rows(seed: int, reconstruct, path: DeterministicPath, learned: StyleGe
     rows = []
     for k in range(POSES_PER_SCENE):
         now, after = frames["now"]["truth"][k], frames["next"]["truth"][k]
-        forward = scene.surface_flow(now, next_poses[k], next_shifts[k])
-        backward = scene.surface_flow(after, poses[k], shifts[k])
+        forward = scene.surface_flow(now, next_poses[k], next_shifts[k], after)
+        backward = scene.surface_flow(after, poses[k], shifts[k], now)
         row = {"seed": seed, "pose": k, "points shown in both": int(forward[1].sum() + backward[1].sum())}
         for name in NAMES:
             a = now.image if name == "truth" else frames["now"][name][k]

@@ -319,8 +319,9 @@ class Scene:
         drawn = [dance_pose_pair(self.rng) for _ in range(count)]
         return tuple(np.stack([pair[i][j] for pair in drawn]) for i in (0, 1) for j in (0, 1))
 
-    def surface_flow(self, drawn: Render, pose: np.ndarray, translation: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Where each surface point ``drawn`` shows lies when the scene is drawn in ``pose``:
+    def surface_flow(self, drawn: Render, pose: np.ndarray, translation: np.ndarray,
+                     redrawn: Render) -> Tuple[np.ndarray, np.ndarray]:
+        """Where each surface point ``drawn`` shows lies in ``redrawn``, the scene drawn in ``pose``:
         (``[N,N,2]`` (col, row) px, ``[N,N]`` bool: the point is on the person in ``drawn`` and the same
         mesh face, or one sharing a corner with it, is what the new drawing shows at its new pixel, i.e.
         it is not hidden there). Exact:
@@ -329,7 +330,7 @@ class Scene:
         face = np.where(drawn.person, drawn.face, 0)
         corners = points[self.faces[face]]  # [N,N,3,2]
         moved = np.einsum("hwc,hwcd->hwd", drawn.barycentric, corners)
-        there = self.render([pose], [translation])[0].face
+        there = redrawn.face
         n = self.resolution
         col, row = np.rint(moved[..., 0]).astype(int), np.rint(moved[..., 1]).astype(int)
         inside = (col >= 0) & (col < n) & (row >= 0) & (row < n)

@@ -36,11 +36,11 @@ def test_the_exact_flow_finds_each_shown_point_again():
     scene = S.Scene(5, N)
     (poses, shifts, following, following_shifts) = scene.target_pose_pairs(1)
     now, after = scene.render([poses[0]], [shifts[0]])[0], scene.render([following[0]], [following_shifts[0]])[0]
-    still, shown_still = scene.surface_flow(now, poses[0], shifts[0])  # the same pose: every point stays put
+    still, shown_still = scene.surface_flow(now, poses[0], shifts[0], now)  # the same pose: every point stays put
     rows, cols = np.nonzero(shown_still)
     assert shown_still.sum() > 0.9 * now.person.sum()
     assert np.abs(still[rows, cols] - np.stack([cols, rows], -1)).max() < 0.51
-    moved, shown = scene.surface_flow(now, following[0], following_shifts[0])
+    moved, shown = scene.surface_flow(now, following[0], following_shifts[0], after)
     assert 0.5 * now.person.sum() < shown.sum() <= now.person.sum()
     col, row = np.rint(moved[shown]).astype(int).T
     there, here = scene.faces[after.face[row, col]], scene.faces[now.face[shown]]  # [K,3] corner vertices
