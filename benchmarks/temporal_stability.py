@@ -32,10 +32,9 @@ from bodydance.stages.generator_switch import WEIGHTS
 from bodydance.stages.reconstruction.subject import Reconstructor
 from bodydance.stages.refiner import read_refiner
 from bodydance.stages.style import StyleGenerator
-from bodydance.training.pairs import GENERATOR_INPUTS, DeterministicPath
+from bodydance.training.pairs import GENERATOR_INPUTS, DeterministicPath, fitted_subject
 from bodydance.training.scenes import Scene, held_out_seeds
 from bodydance_client import contract as C
-from bodydance_client.errors import BodyDanceError
 from learned_generator import paired_interval
 
 RESULTS = Path(__file__).parent / "results"
@@ -54,11 +53,10 @@ def warp_error(first: np.ndarray, second: np.ndarray, flow: np.ndarray, shown: n
 
 def scene_rows(seed: int, reconstruct, path: DeterministicPath, learned: StyleGenerator):
     scene = Scene(seed, C.DEFAULT_RESOLUTION)
-    try:
-        reconstruction = reconstruct(scene.photo().image)
-    except BodyDanceError:
+    fitted = fitted_subject(scene, reconstruct, path)
+    if fitted is None:
         return []
-    subject = path.subject(reconstruction)
+    subject = fitted[1]
     poses, shifts, next_poses, next_shifts = scene.target_pose_pairs(POSES_PER_SCENE)
     frames = {}
     for when, (p, t) in (("now", (poses, shifts)), ("next", (next_poses, next_shifts))):

@@ -117,7 +117,7 @@ class FrameRefiner(torch.nn.Module):
         rows = F.conv2d(F.pad(frame, (r, r, 0, 0), mode="reflect"), self.smoothing, groups=3)
         return F.conv2d(F.pad(rows, (0, 0, r, r), mode="reflect"), self.smoothing.transpose(2, 3), groups=3)
 
-    def mixing_weights(self, frame, background, seen, parts_onehot, refilled, part_style, generated):
+    def mixing_weights(self, frame, background, seen, parts_onehot, refilled, part_style):
         """``[B,K,N,N]`` the weight of each of :data:`CANDIDATES` per pixel (summing to 1), before the
         reach: the background's weight deeper inside the dancer than :data:`RIM_PX` goes to the frame."""
         x = torch.cat([frame, background, seen, parts_onehot, refilled, part_style], 1)
@@ -136,7 +136,7 @@ class FrameRefiner(torch.nn.Module):
     def forward(self, frame, background, seen, parts_onehot, refilled, part_style, generated):
         editable, reach = edit_reach(seen, generated, parts_onehot)
         _, blur_weight, colour_weight, plate_weight = self.mixing_weights(
-            frame, background, seen, parts_onehot, refilled, part_style, generated).split(1, 1)
+            frame, background, seen, parts_onehot, refilled, part_style).split(1, 1)
         change = (blur_weight * (self.smoothed(frame) - frame) + colour_weight * (part_style[:, :3] - frame)
                   + plate_weight * (background - frame))
         return (frame + reach * change).clamp(0.0, 1.0), editable

@@ -71,15 +71,24 @@ class DeterministicPath(torch.nn.Module):
         return inputs, frame
 
 
-def scene_pairs(scene: Scene, reconstruct, path: DeterministicPath, count: int) -> Optional[Dict[str, np.ndarray]]:
-    """One shard's arrays for ``scene`` (see the module docstring), or None when the photo is refused
-    (no person found, too small...): such scenes are skipped, as a user would see the refusal."""
+def fitted_subject(scene: Scene, reconstruct, path: DeterministicPath):
+    """(the scene's photo as drawn, its subject-side tensors as ``path.subject`` makes them), or None
+    when the reconstruction refuses the photo (no person found, too small...)."""
     photo = scene.photo()
     try:
         reconstruction = reconstruct(photo.image)
     except BodyDanceError:
         return None
-    subject = path.subject(reconstruction)
+    return photo, path.subject(reconstruction)
+
+
+def scene_pairs(scene: Scene, reconstruct, path: DeterministicPath, count: int) -> Optional[Dict[str, np.ndarray]]:
+    """One shard's arrays for ``scene`` (see the module docstring), or None when the photo is refused:
+    such scenes are skipped, as a user would see the refusal."""
+    fitted = fitted_subject(scene, reconstruct, path)
+    if fitted is None:
+        return None
+    photo, subject = fitted
     poses, translations = scene.target_poses(count)
     inputs, frame = path.frames(subject, poses, translations)
     truths = scene.render(list(poses), list(translations))
