@@ -17,7 +17,7 @@ refiner is built never to do).
 Also the per-frame cost on this CPU: the frame path's three ONNX models in ONNX Runtime, with
 each generator exported from PyTorch in this run, rounds alternating.
 
-    python benchmarks/learned_generator.py [--pairs 0 (all)] [--rounds 20]
+    python benchmarks/learned_generator.py [--pairs 0 (all)] [--rounds 20] [--weights W --label L]
 Writes benchmarks/results/learned_generator.{md,json} and learned_generator_sheet.png.
 """
 
@@ -165,10 +165,13 @@ def main():
     parser.add_argument("--folder", type=Path, default=DATA / "held_out")
     parser.add_argument("--pairs", type=int, default=0, help="score at most this many pairs (0: all)")
     parser.add_argument("--rounds", type=int, default=20, help="timing rounds per generator")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="the refiner's weights (a trial's)")
+    parser.add_argument("--label", default="", help="results go to learned_generator_<label>.* (a trial's)")
     args = parser.parse_args()
-    if not WEIGHTS.exists():
-        raise SystemExit(f"no trained refiner at {WEIGHTS}: run `python -m bodydance.training train`")
-    refiner = read_refiner(WEIGHTS)
+    if not args.weights.exists():
+        raise SystemExit(f"no trained refiner at {args.weights}: run `python -m bodydance.training train`")
+    refiner = read_refiner(args.weights)
+    stem = "learned_generator" + (f"_{args.label}" if args.label else "")
     shards = load_shards(args.folder)
     if not shards:
         raise SystemExit(f"no held-out shards in {args.folder}: run `python -m bodydance.training data`")
@@ -191,7 +194,7 @@ def main():
               "cost_ratio": cost["learned"] / cost["deterministic"], "refiner_parameters": refiner.parameter_count(),
               "per_pair": rows}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "learned_generator.json").write_text(json.dumps(result, indent=1))
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=1))
     lines = [f"# Learned vs deterministic style generator: {len(rows)} held-out pairs from {scenes} scenes "
              f"(fitted subjects, {C.DEFAULT_RESOLUTION} px)", "",
              "Gain = learned - deterministic, paired per pair; 95 % interval by bootstrap over scenes.", "",
@@ -207,10 +210,10 @@ def main():
               f"serves it, median of {args.rounds} alternating rounds: "
               f"deterministic {cost['deterministic']:.1f} ms, learned {cost['learned']:.1f} ms "
               f"(ratio {result['cost_ratio']:.2f}; goal <= 2). Refiner: {refiner.parameter_count()} parameters.", "",
-              "Sheet (`learned_generator_sheet.png`), per row: photo, truth, deterministic, learned."]
-    (RESULTS / "learned_generator.md").write_text("\n".join(lines) + "\n")
+              f"Refiner weights: `{args.weights.name}`. Sheet (`{stem}_sheet.png`), per row: photo, truth, deterministic, learned."]
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     if sheet:
-        Image.fromarray(np.concatenate(sheet, 0)).save(RESULTS / "learned_generator_sheet.png")
+        Image.fromarray(np.concatenate(sheet, 0)).save(RESULTS / f"{stem}_sheet.png")
     print("\n".join(lines))
 
 

@@ -14,7 +14,7 @@ generators on the same inputs is the measure; a smoother one wins part of it by 
 Deterministic and learned (the committed refiner) get the same inputs; differences are paired, with
 95 % intervals from a bootstrap over scenes (``learned_generator.paired_interval``).
 
-    python benchmarks/temporal_stability.py [--scenes 20]
+    python benchmarks/temporal_stability.py [--scenes 20] [--weights W --label L]
 Writes benchmarks/results/temporal_stability.{md,json}.
 """
 
@@ -82,9 +82,12 @@ def scene_rows(seed: int, reconstruct, path: DeterministicPath, learned: StyleGe
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenes", type=int, default=20, help="held-out scenes (from the first)")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="the refiner's weights (a trial's)")
+    parser.add_argument("--label", default="", help="results go to temporal_stability_<label>.* (a trial's)")
     args = parser.parse_args()
+    stem = "temporal_stability" + (f"_{args.label}" if args.label else "")
     path = DeterministicPath(C.DEFAULT_RESOLUTION)
-    learned = StyleGenerator(read_refiner(WEIGHTS)).eval()
+    learned = StyleGenerator(read_refiner(args.weights)).eval()
     rows = []
     with Reconstructor(resolution=C.DEFAULT_RESOLUTION, frame_person=False) as reconstruct:
         for seed in held_out_seeds(args.scenes):
@@ -100,10 +103,11 @@ def main():
              "| | warp error |", "|---|---|"]
     for name in NAMES:
         lines.append(f"| {name} | {means[name]:.2f} |")
-    lines += ["", f"Learned minus deterministic: **{gain:+.2f} [{low:+.2f}, {high:+.2f}]** levels."]
+    lines += ["", f"Learned minus deterministic: **{gain:+.2f} [{low:+.2f}, {high:+.2f}]** levels. "
+              f"Refiner weights: `{args.weights.name}`."]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "temporal_stability.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "temporal_stability.json").write_text(json.dumps({"means": means, "learned_minus_deterministic": {
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"means": means, "learned_minus_deterministic": {
         "mean": gain, "interval_95": [low, high], "pairs": count}, "rows": rows}, indent=1))
     print("\n".join(lines))
 

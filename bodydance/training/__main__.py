@@ -62,23 +62,33 @@ def train(folder: Path = typer.Option(DATA / "train", help="training shards"),
               None, help="weight of the squared error (what PSNR scores) beside L1, SSIM and gradients "
                          "[default: TrainingSettings']"),
           recolour: bool = typer.Option(True, help="shuffle each pair's RGB channels and turn a fifth of them grey"),
+          temporal_weight: Optional[float] = typer.Option(
+              None, help="weight of the bidirectional flow constraint between each pose and its next frame "
+                         "(0: none) [default: TrainingSettings']"),
           device: str = typer.Option("cpu", help="cpu or cuda"),
           weights: Path = typer.Option(WEIGHTS, help="where the trained weights are written")):
     """Train the style refiner (resumable), then write its safetensors weights, log and loss curves."""
-    from bodydance.training.pairs import load_shards
+    from bodydance.training.pairs import TEMPORAL_FLOWS, load_shards
     from bodydance.training.loop import export_weights
     from bodydance.training.refiner_training import TrainingSettings
     from bodydance.training.refiner_training import train as train_refiner
 
     if crop % 16:
         raise typer.BadParameter("must be a multiple of 16", param_hint="--crop")
+    if batch < 2 or batch % 2:
+        raise typer.BadParameter("must be even: each target pose comes with its next frame", param_hint="--batch")
     shards = load_shards(folder)
     if not shards:
         raise typer.BadParameter(f"no shards in {folder}: run `python -m bodydance.training data` first",
                                  param_hint="--folder")
+    if any(TEMPORAL_FLOWS[0][0] not in shard for shard in shards):
+        raise typer.BadParameter(f"{folder} holds shards made before the next frames: run `python -m bodydance.training "
+                                 "data` again (it remakes them)", param_hint="--folder")
     settings = TrainingSettings(steps=steps, batch=batch, crop=crop, learning_rate=learning_rate, seed=seed)
     if squared_weight is not None:
         settings.squared_weight = squared_weight
+    if temporal_weight is not None:
+        settings.temporal_weight = temporal_weight
     if not recolour:
         settings.grey_share, settings.shuffle_channels = 0.0, False
     with _progress() as bar:

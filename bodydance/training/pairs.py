@@ -13,6 +13,11 @@ One shard per scene (``seed_<seed>.npz``), arrays with ``K`` target poses in fro
 * per pose: ``flow [K,2,N,N]`` f16 NDC, ``visibility [K,1,N,N]`` uint8 {0,1}, ``target_parsing [K,1,N,N]``
   uint8, ``frame [K,N,N,3]`` uint8 (deterministic), ``truth [K,N,N,3]`` uint8, ``truth_person [K,N,N]``
   bool, ``covisible [K,N,N]`` bool (surface the photo shows)
+* the same per-pose arrays for each target pose's next frame of its dance, prefixed ``next_``
+  (``Scene.target_pose_pairs``: the target poses are those ``Scene.target_poses`` draws), and the
+  renderer's exact surface flow between the two, both directions: ``flow_to_next [K,N,N,2]`` f16
+  (col, row) px where each person pixel of the pose lies in its next frame, ``shown_to_next [K,N,N]``
+  bool (the point is shown in both), ``flow_from_next``, ``shown_from_next`` back (``Scene.surface_flow``)
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ from bodydance_client import contract as C
 from bodydance_client.errors import BodyDanceError
 
 GENERATOR_INPUTS = tuple(s.name for s in C.STYLE_GENERATOR.inputs)
+NEXT = "next_"  # the per-pose arrays of each target pose's next dance frame carry this prefix
+# (flow, shown) keys: the renderer's exact surface flow from each pose to its next frame, and back.
+TEMPORAL_FLOWS = (("flow_to_next", "shown_to_next"), ("flow_from_next", "shown_from_next"))
 DEFAULT_FOLDER = Path.home() / ".cache" / "bodydance" / "training"  # train/ and held_out/ shards
 
 
@@ -89,14 +97,27 @@ def scene_pairs(scene: Scene, reconstruct, path: DeterministicPath, count: int) 
     if fitted is None:
         return None
     photo, subject = fitted
-    poses, translations = scene.target_poses(count)
+    poses, translations, next_poses, next_translations = scene.target_pose_pairs(count)
+    arrays = {"seed": np.int64(scene.seed), "source_image": subject["source_image"][0].numpy(),
+              "background": subject["background"][0].numpy(), "region_style": subject["region_style"][0].numpy()}
+    now = _pose_arrays(scene, photo, subject, path, poses, translations)
+    after = _pose_arrays(scene, photo, subject, path, next_poses, next_translations)
+    arrays.update({k: v for k, v in now.items() if k != "renders"})
+    arrays.update({NEXT + k: v for k, v in after.items() if k != "renders"})
+    flows = [[scene.surface_flow(a, pose, shift, b) for a, b, pose, shift in zip(*drawn)]
+             for drawn in ((now["renders"], after["renders"], next_poses, next_translations),
+                           (after["renders"], now["renders"], poses, translations))]
+    for (flow_key, shown_key), pairs in zip(TEMPORAL_FLOWS, flows):
+        arrays[flow_key] = np.stack([f for f, _ in pairs]).astype(np.float16)
+        arrays[shown_key] = np.stack([shown for _, shown in pairs])
+    return arrays
+
+
+def _pose_arrays(scene, photo, subject, path, poses, translations) -> Dict[str, np.ndarray]:
+    """The per-pose arrays of the module docstring, and the truth's ``renders``."""
     inputs, frame = path.frames(subject, poses, translations)
     truths = scene.render(list(poses), list(translations))
     return {
-        "seed": np.int64(scene.seed),
-        "source_image": subject["source_image"][0].numpy(),
-        "background": subject["background"][0].numpy(),
-        "region_style": subject["region_style"][0].numpy(),
         "flow": inputs["correspondence_flow"].numpy().astype(np.float16),
         "visibility": inputs["source_visibility"].numpy().astype(np.uint8),
         "target_parsing": inputs["target_parsing"].numpy().astype(np.uint8),
@@ -104,6 +125,7 @@ def scene_pairs(scene: Scene, reconstruct, path: DeterministicPath, count: int) 
         "truth": np.stack([t.image for t in truths]),
         "truth_person": np.stack([t.person for t in truths]),
         "covisible": np.stack([covisible(photo, t) for t in truths]),
+        "renders": truths,
     }
 
 
@@ -118,7 +140,7 @@ def write_shards(seeds: Iterable[int], folder: Path, poses_per_scene: int, resol
     with Reconstructor(resolution=resolution, frame_person=False) as reconstruct:
         for seed in seeds:
             target = folder / f"seed_{seed}.npz"
-            if not target.exists():
+            if not _current(target):
                 arrays = scene_pairs(Scene(seed, resolution), reconstruct, path, poses_per_scene)
                 # Refused photos leave an empty marker, so a resumed run does not try them again.
                 partial = target.with_suffix(".partial.npz")
@@ -128,6 +150,14 @@ def write_shards(seeds: Iterable[int], folder: Path, poses_per_scene: int, resol
             if progress is not None:
                 progress()
     return written
+
+
+def _current(shard: Path) -> bool:
+    """The shard exists and holds the next frames (shards made before them are made again)."""
+    if not shard.exists():
+        return False
+    with np.load(shard) as data:
+        return "refused" in data.files or TEMPORAL_FLOWS[0][0] in data.files
 
 
 def load_shards(folder: Path) -> list:

@@ -1,14 +1,16 @@
 """Training the style generator's refiner on the data engine's pairs: resumable, seeded, logged.
 
-A step draws ``batch`` pairs and a ``crop x crop`` window around each pair's person (the network is
-convolutional, so it trains on crops and runs on the whole frame), and minimises
+A step draws ``batch // 2`` target poses, each with its dance's next frame, and one ``crop x crop``
+window around the pose's person for both (the network is convolutional, so it trains on crops and
+runs on the whole frame), and minimises
 
 * L1 and squared error (what PSNR scores) on the person and their rim, three times as heavy where
   the photo never showed the surface,
 * ``1 - SSIM`` there (7 x 7 box windows),
 * L1 between image gradients (so filled surface is not left flat),
 
-all on the truth of pose B. The synthetic people wear saturated colours with skin on the hands; real
+all on the truth of pose B, and the seed's *bidirectional flow constraint* between each pose and its
+next frame along the renderer's exact surface flow (:func:`temporal_loss`). The synthetic people wear saturated colours with skin on the hands; real
 photos may be grey or colour-cast, so each drawn pair has its colours recoloured the same way in every
 image and in its part statistics (:func:`recolour`). Checkpoints, resuming and the log are :mod:`bodydance.training.loop`'s.
 """
@@ -26,6 +28,7 @@ import torch.nn.functional as F
 from bodydance.stages.refiner import FrameRefiner
 from bodydance.stages.style import generator_planes
 from bodydance.training.loop import train_resumably
+from bodydance.training.pairs import NEXT, TEMPORAL_FLOWS
 
 UNSEEN_WEIGHT = 3.0
 # Beside L1 (whose optimum is the median) the squared error (the mean; what PSNR scores) leads: at 2.0
@@ -33,6 +36,7 @@ UNSEEN_WEIGHT = 3.0
 W_SQUARED = 10.0
 W_SSIM = 0.3
 W_GRADIENT = 0.2
+W_TEMPORAL = 1.0
 
 
 @dataclasses.dataclass
@@ -46,6 +50,7 @@ class TrainingSettings:
     squared_weight: float = W_SQUARED  # the squared error's weight in the loss (what PSNR scores)
     grey_share: float = 0.2  # pairs turned grey (after the channel shuffle)
     shuffle_channels: bool = True  # RGB channels in a random order per pair
+    temporal_weight: float = W_TEMPORAL  # the bidirectional flow constraint's weight (0: reconstruction alone)
 
 
 # Rec. 601 luma, as the skin detector and OpenCV's grey conversion weigh RGB.
@@ -67,20 +72,22 @@ def recolour(images, part_style, order, grey: bool):
     return images, torch.cat([mean, std], 1)
 
 
-def pair_tensors(shard: Dict[str, np.ndarray], k: int) -> Dict[str, torch.Tensor]:
-    """Pair ``k`` of a shard as ``[1,...]`` float tensors: the refiner's inputs, the truth and loss masks."""
+def pair_tensors(shard: Dict[str, np.ndarray], k: int, prefix: str = "") -> Dict[str, torch.Tensor]:
+    """Pair ``k`` of a shard as ``[1,...]`` float tensors: the refiner's inputs, the truth and loss masks;
+    with ``prefix`` :data:`~bodydance.training.pairs.NEXT`, those of the pose's next dance frame."""
     image = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float()[None] / 255.0  # noqa: E731
+    pose = lambda key: shard[prefix + key][k]  # noqa: E731
     source, background = image(shard["source_image"]), image(shard["background"])
     planes = generator_planes(source, background, torch.from_numpy(shard["region_style"])[None],
-                              torch.from_numpy(shard["flow"][k]).float()[None],
-                              torch.from_numpy(shard["visibility"][k]).float()[None],
-                              torch.from_numpy(shard["target_parsing"][k].astype(np.int32))[None])
-    truth_person = torch.from_numpy(shard["truth_person"][k])[None, None].float()
-    unseen = truth_person * (1.0 - torch.from_numpy(shard["covisible"][k])[None, None].float())
+                              torch.from_numpy(pose("flow")).float()[None],
+                              torch.from_numpy(pose("visibility")).float()[None],
+                              torch.from_numpy(pose("target_parsing").astype(np.int32))[None])
+    truth_person = torch.from_numpy(pose("truth_person"))[None, None].float()
+    unseen = truth_person * (1.0 - torch.from_numpy(pose("covisible"))[None, None].float())
     # The loss looks at the truth's person, ours, and a rim of 4 px around both (misplaced edges).
     region = F.max_pool2d(torch.maximum(truth_person, planes.person), 9, 1, 4)
-    return {"frame": image(shard["frame"][k].transpose(2, 0, 1)), "background": background,
-            "planes": planes.refiner_inputs(), "truth": image(shard["truth"][k].transpose(2, 0, 1)),
+    return {"frame": image(pose("frame").transpose(2, 0, 1)), "background": background,
+            "planes": planes.refiner_inputs(), "truth": image(pose("truth").transpose(2, 0, 1)),
             "region": region, "unseen": unseen}
 
 
@@ -96,25 +103,52 @@ def _crop_window(region: torch.Tensor, crop: int, rng: np.random.Generator):
     return top, left
 
 
+def _surface_flow_in_window(shard, k: int, keys, top: int, left: int, crop: int, flip: bool):
+    """A shard's exact surface flow ``keys`` (flow, shown) for pose ``k``, in the crop's pixels:
+    (``[1,2,c,c]`` (col, row) px, ``[1,1,c,c]`` 1 where the point shows in both frames and lands in the crop)."""
+    flow_key, shown_key = keys
+    rows, cols = slice(top, top + crop), slice(left, left + crop)
+    flow = torch.from_numpy(shard[flow_key][k][rows, cols].astype(np.float32)).permute(2, 0, 1)[None]
+    flow = flow - torch.tensor([left, top], dtype=torch.float32).reshape(1, 2, 1, 1)
+    shown = torch.from_numpy(shard[shown_key][k][rows, cols])[None, None].float()
+    if flip:
+        flow, shown = flow.flip(-1), shown.flip(-1)
+        flow = torch.cat([(crop - 1) - flow[:, :1], flow[:, 1:]], 1)
+    lands = ((flow >= 0) & (flow <= crop - 1)).all(1, keepdim=True).float()
+    return flow, shown * lands
+
+
 def draw_batch(shards: List[dict], settings: TrainingSettings, step: int):
-    """The step's batch: (frame, background, planes..., truth, region, unseen) cropped and stacked."""
+    """The step's batch: ``batch // 2`` target poses drawn, each with its dance's next frame (rows
+    ``0..h-1`` the poses, ``h..2h-1`` their next frames), both cropped at one window, flipped and
+    recoloured alike. -> (columns (frame, background, planes..., truth, region, unseen), and the exact
+    surface flows between the halves, in the crops' pixels: ``[(flow [h,2,c,c], shown [h,1,c,c])]``
+    from the poses to their next frames, then back)."""
     rng = np.random.default_rng([settings.seed, step])
-    items = []
-    for _ in range(settings.batch):
+    items, temporal = [], []
+    for _ in range(settings.batch // 2):
         shard = shards[int(rng.integers(len(shards)))]
-        pair = pair_tensors(shard, int(rng.integers(len(shard["frame"]))))
+        k = int(rng.integers(len(shard["frame"])))
+        pair, after = pair_tensors(shard, k), pair_tensors(shard, k, NEXT)
         top, left = _crop_window(pair["region"], settings.crop, rng)
         window = (slice(None), slice(None), slice(top, top + settings.crop), slice(left, left + settings.crop))
         flip = rng.random() < 0.5
         order = rng.permutation(3) if settings.shuffle_channels else range(3)
         grey = rng.random() < settings.grey_share
-        seen, onehot, refilled, part_style, generated = pair["planes"]
-        (frame, background, truth), part_style = recolour([pair["frame"], pair["background"], pair["truth"]],
-                                                          part_style, order, grey)
-        tensors = [frame, background, seen, onehot, refilled, part_style, generated, truth, pair["region"], pair["unseen"]]
-        tensors = [t[window] for t in tensors]
-        items.append([t.flip(-1) if flip else t for t in tensors])
-    return [torch.cat(column) for column in zip(*items)]
+        for drawn in (pair, after):
+            seen, onehot, refilled, part_style, generated = drawn["planes"]
+            (frame, background, truth), part_style = recolour([drawn["frame"], drawn["background"], drawn["truth"]],
+                                                              part_style, order, grey)
+            tensors = [frame, background, seen, onehot, refilled, part_style, generated, truth, drawn["region"],
+                       drawn["unseen"]]
+            tensors = [t[window] for t in tensors]
+            items.append([t.flip(-1) if flip else t for t in tensors])
+        temporal.append([_surface_flow_in_window(shard, k, keys, top, left, settings.crop, flip) for keys in TEMPORAL_FLOWS])
+    # now and next were appended alternately: reorder to all poses, then all next frames
+    items = items[0::2] + items[1::2]
+    columns = [torch.cat(column) for column in zip(*items)]
+    flows = [tuple(torch.cat(part) for part in zip(*(pose[d] for pose in temporal))) for d in range(2)]
+    return columns, flows
 
 
 def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:
@@ -146,13 +180,39 @@ def losses(pred, truth, region, unseen, squared_weight: float = W_SQUARED) -> Di
             "total": l1 + squared_weight * squared + W_SSIM * ssim + W_GRADIENT * gradient}
 
 
+def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """``image [B,C,H,W]`` sampled at ``flow [B,2,H,W]`` (col, row) px, bilinear (pixel centres at integers)."""
+    h, w = image.shape[-2:]
+    grid = torch.stack([flow[:, 0] * (2.0 / (w - 1)) - 1.0, flow[:, 1] * (2.0 / (h - 1)) - 1.0], -1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def temporal_loss(pred: torch.Tensor, truth: torch.Tensor, flows) -> torch.Tensor:
+    """The bidirectional flow constraint: along the renderer's exact surface flow, from each pose to its
+    next frame and back, a frame minus the other frame warped onto it should change as the truth does
+    (L1 over RGB, mean over points shown in both). Matching the truth's change, not zero change, keeps
+    the constraint from rewarding a frame for being flat: prints and shading resample and move too.
+    ``pred``, ``truth`` ``[2h,3,c,c]`` (poses, then their next frames); ``flows`` as :func:`draw_batch`'s."""
+    h = pred.shape[0] // 2
+    directions = ((pred[:h], pred[h:], truth[:h], truth[h:]), (pred[h:], pred[:h], truth[h:], truth[:h]))
+    total, count = pred.new_zeros(()), pred.new_zeros(())
+    for (a, b, truth_a, truth_b), (flow, shown) in zip(directions, flows):
+        change, truth_change = a - warp(b, flow), truth_a - warp(truth_b, flow)
+        total = total + ((change - truth_change).abs().mean(1, keepdim=True) * shown).sum()
+        count = count + shown.sum()
+    return total / count.clamp_min(1.0)
+
+
 def train(shards: List[dict], run: Path, settings: TrainingSettings, device: str = "cpu", progress=None) -> FrameRefiner:
     """Train (or resume) in ``run``; returns the refiner at ``settings.steps``."""
 
     def step_losses(model, step):
-        batch = [t.to(device) for t in draw_batch(shards, settings, step)]
-        frame, background, *planes, truth, region, unseen = batch
+        columns, flows = draw_batch(shards, settings, step)
+        frame, background, *planes, truth, region, unseen = [t.to(device) for t in columns]
         pred, _ = model(frame, background, *planes)
-        return losses(pred, truth, region, unseen, settings.squared_weight)
+        named = losses(pred, truth, region, unseen, settings.squared_weight)
+        named["temporal"] = temporal_loss(pred, truth, [(f.to(device), s.to(device)) for f, s in flows])
+        named["total"] = named["total"] + settings.temporal_weight * named["temporal"]
+        return named
 
     return train_resumably(FrameRefiner, run, settings, step_losses, device, progress)

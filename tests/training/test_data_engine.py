@@ -91,5 +91,11 @@ def test_shards_resume_and_refused_photos_leave_a_marker(tmp_path):
     person = shard["truth_person"] & shard["covisible"]
     error = np.abs(shard["frame"].astype(float) - shard["truth"].astype(float)).mean(-1)
     assert np.median(error[person]) < 40
+    # each pose's next dance frame, and the exact flow between them both ways, shown points on the person
+    assert shard["next_frame"].shape == shard["frame"].shape and shard["next_flow"].shape == shard["flow"].shape
+    for (flow, shown), person in ((("flow_to_next", "shown_to_next"), "truth_person"),
+                                  (("flow_from_next", "shown_from_next"), "next_truth_person")):
+        assert shard[flow].shape == (2, N, N, 2) and shard[flow].dtype == np.float16
+        assert shard[shown].any() and not (shard[shown] & ~shard[person]).any()
     np.savez(tmp_path / "seed_9.npz", refused=np.int64(9))
     assert len(load_shards(tmp_path)) == 1
