@@ -48,13 +48,21 @@ BLUR_SIGMA_PX = 2.0
 BLURRED = "deterministic, blurred"
 
 
-def generator_inputs(shard: dict, k: int) -> dict:
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside (results name weights without this machine's root)."""
+    root = Path(__file__).resolve().parents[1]
+    resolved = path.resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
+
+
+def generator_inputs(shard: dict, k: int, prefix: str = "") -> dict:
+    """The style generator's inputs for pose ``k`` of a shard (``prefix`` ``next_``: its next frame's)."""
     return {"source_image": torch.from_numpy(shard["source_image"])[None],
             "background": torch.from_numpy(shard["background"])[None],
             "region_style": torch.from_numpy(shard["region_style"])[None],
-            "correspondence_flow": torch.from_numpy(shard["flow"][k].astype(np.float32))[None],
-            "source_visibility": torch.from_numpy(shard["visibility"][k].astype(np.float32))[None],
-            "target_parsing": torch.from_numpy(shard["target_parsing"][k].astype(np.int32))[None]}
+            "correspondence_flow": torch.from_numpy(shard[prefix + "flow"][k].astype(np.float32))[None],
+            "source_visibility": torch.from_numpy(shard[prefix + "visibility"][k].astype(np.float32))[None],
+            "target_parsing": torch.from_numpy(shard[prefix + "target_parsing"][k].astype(np.int32))[None]}
 
 
 def score_pairs(shards, generators, limit: int):
@@ -210,7 +218,7 @@ def main():
               f"serves it, median of {args.rounds} alternating rounds: "
               f"deterministic {cost['deterministic']:.1f} ms, learned {cost['learned']:.1f} ms "
               f"(ratio {result['cost_ratio']:.2f}; goal <= 2). Refiner: {refiner.parameter_count()} parameters.", "",
-              f"Refiner weights: `{args.weights.name}`. Sheet (`{stem}_sheet.png`), per row: photo, truth, deterministic, learned."]
+              f"Refiner weights: `{shown_path(args.weights)}`. Sheet (`{stem}_sheet.png`), per row: photo, truth, deterministic, learned."]
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     if sheet:
         Image.fromarray(np.concatenate(sheet, 0)).save(RESULTS / f"{stem}_sheet.png")

@@ -142,14 +142,15 @@ def plot_curves(log_csv: Path, target: Path, where: str = "person and rim") -> P
     import numpy as np
 
     rows = np.genfromtxt(log_csv, delimiter=",", names=True)
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
+    names = [name for name in ("l1", "squared", "ssim", "gradient", "temporal") if name in rows.dtype.names]
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2))
     window = max(1, min(50, len(rows) // 10))
-    for axis, name in zip(axes, ("l1", "squared", "ssim", "gradient")):
+    for axis, name in zip(axes, names):
         values = np.atleast_1d(rows[name])
         smooth = np.convolve(values, np.ones(window) / window, mode="valid")
         axis.plot(np.atleast_1d(rows["step"]), values, alpha=0.25, color="tab:blue")
         axis.plot(np.atleast_1d(rows["step"])[window - 1:], smooth, color="tab:blue")
-        axis.set_title(f"{name} (weighted, {where})")
+        axis.set_title(f"{name} (weighted, {where})" if name != "temporal" else "temporal (change along the exact flow)")
         axis.set_xlabel("step")
     fig.tight_layout()
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,9 @@ UNSEEN_WEIGHT = 3.0
 W_SQUARED = 10.0
 W_SSIM = 0.3
 W_GRADIENT = 0.2
-W_TEMPORAL = 1.0
+# At 8 the constraint's term is about a third of the total; against 0 (one run each) it cost 0.04 dB on
+# the held-out person and took 0.08 levels off the change error along the flow.
+W_TEMPORAL = 8.0
 
 
 @dataclasses.dataclass
