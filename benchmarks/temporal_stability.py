@@ -10,9 +10,9 @@ The truth's own warp error is a reference, not a floor: resampling a textured pr
 resampling a flat fill, so a smooth frame scores lower than the truth without being truer. The
 paired difference between two generators on the same inputs is the measure; a smoother one wins
 part of it by being smoother. The shards keep the flow in float16 (an eighth of a pixel at worst at
-256 px), which moves a pair's warp error by a few hundredths of a level. Change error, beside it: how far a frame's change along the flow is
-from the truth's own change (what the refiner's temporal loss trains on), which a flat frame does
-not win.
+256 px), which moves a pair's warp error by a few hundredths of a level. Change error, beside it:
+how far a frame's change along the flow is from the truth's own change (what the refiner's temporal
+loss trains on), which a flat frame does not win.
 
 Deterministic and learned (the committed refiner, or ``--weights``) get the same inputs; differences
 are paired, with 95 % intervals from a bootstrap over scenes (``learned_generator.paired_interval``).

@@ -10,9 +10,10 @@ runs on the whole frame), and minimises
 * L1 between image gradients (so filled surface is not left flat),
 
 all on the truth of pose B, and the seed's *bidirectional flow constraint* between each pose and its
-next frame along the renderer's exact surface flow (:func:`temporal_loss`). The synthetic people wear saturated colours with skin on the hands; real
-photos may be grey or colour-cast, so each drawn pair has its colours recoloured the same way in every
-image and in its part statistics (:func:`recolour`). Checkpoints, resuming and the log are :mod:`bodydance.training.loop`'s.
+next frame along the renderer's exact surface flow (:func:`temporal_loss`). The synthetic people
+wear saturated colours with skin on the hands; real photos may be grey or colour-cast, so each drawn
+pair has its colours recoloured the same way in every image and in its part statistics
+(:func:`recolour`). Checkpoints, resuming and the log are :mod:`bodydance.training.loop`'s.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ UNSEEN_WEIGHT = 3.0
 W_SQUARED = 10.0
 W_SSIM = 0.3
 W_GRADIENT = 0.2
-# At 8 the constraint's term is about a third of the total; against 0 (one run each) it cost 0.04 dB on
+# At 8 the constraint's term is about a quarter of the total; against 0 (one run each) it cost 0.04 dB on
 # the held-out person and took 0.08 levels off the change error along the flow.
 W_TEMPORAL = 8.0
 
