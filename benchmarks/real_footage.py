@@ -223,6 +223,16 @@ def probe(client: BodyDanceClient, real: RealFrames, compared: list) -> dict:
     return {"per_frame": labels, "shares": shares}
 
 
+def keep_frames(path: Path, out: list, real: RealFrames, compared: list) -> None:
+    """The compared frames as ``path`` (uncompressed npz, about 1.5 GB a source at stride 2): ``t [T]``,
+    ``ours``, ``real [T,H,W,3]`` uint8 and the dancer's grown mask ``person [T,H,W]`` bool, for
+    ``real_footage_edits.py``."""
+    kept = [t for t in compared if t < len(out) and real.mask(t)[1] is not None]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, t=np.array(kept), ours=np.stack([out[t] for t in kept]), real=np.stack([real.image(t) for t in kept]),
+             person=np.stack([real.mask(t)[1] for t in kept]))
+
+
 def self_imitation(client, args, workdir: Path) -> dict:
     video = demo_video()
     frames = decode(video)
@@ -261,6 +271,8 @@ def self_imitation(client, args, workdir: Path) -> dict:
                       "photo_subject_iou_with_dancer": iou(seen, mask) if seen is not None and mask is not None
                       else None})
         entry.update(compare_source(s, out, real, compared))
+        if args.keep_frames:
+            keep_frames(args.keep_frames / f"source_{s}.npz", out, real, compared)
         picks = sorted({s, *[compared[int(q * (len(compared) - 1))] for q in (0.2, 0.5, 0.85)]})
         sheet(RESULTS / f"real_footage_{args.label}_sheet_{s}.png", s, out, real, picks)
         entry["sheet_frames"] = picks
@@ -321,6 +333,8 @@ def _clean(value):
         return {k: _clean(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_clean(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
     return value
 
 
@@ -333,6 +347,8 @@ def main():
     parser.add_argument("--skip-faces", action="store_true", help="self-imitation only")
     parser.add_argument("--faces-only", action="store_true", help="the face check only")
     parser.add_argument("--overwrite", action="store_true", help="replace results already written under --label")
+    parser.add_argument("--keep-frames", type=Path, default=None,
+                        help="also write the compared frames there (for real_footage_edits.py)")
     args = parser.parse_args()
     written = [RESULTS / f"{kind}_{args.label}.json" for kind, skip in
                (("real_footage", args.faces_only), ("face_check", args.skip_faces)) if not skip]
