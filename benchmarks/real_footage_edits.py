@@ -92,11 +92,11 @@ def main():
         gain, low, high = s["gain"]
         lines.append(f"| {measure} | {s['deterministic']:.3f} | {s['learned']:.3f} | {gain:+.3f} [{low:+.3f}, {high:+.3f}] |")
     lines += ["", "Per source frame (PSNR on the edited pixels, deterministic / learned):", ""]
-    for source, source_rows_ in per_source.items():
-        kept = [r for r in source_rows_ if np.isfinite(r["learned psnr edited"])]
+    for source, frames in per_source.items():
+        kept = [r for r in frames if np.isfinite(r["learned psnr edited"])]
         lines.append(f"- {source}: {np.mean([r['deterministic psnr edited'] for r in kept]):.2f} / "
                      f"{np.mean([r['learned psnr edited'] for r in kept]):.2f} ({len(kept)} frames, "
-                     f"{np.mean([r['edited share of the dancer'] for r in source_rows_]):.0%} of the dancer edited)")
+                     f"{np.mean([r['edited share of the dancer'] for r in frames]):.0%} of the dancer edited)")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "real_footage_edits.md").write_text("\n".join(lines) + "\n")
     (RESULTS / "real_footage_edits.json").write_text(json.dumps(
