@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import footage_metrics as M
+from learned_generator import paired_interval
 
 RESULTS = Path(__file__).parent / "results"
 EDITED_LEVELS = 2  # a larger difference in some channel is the refiner's edit, not rounding
@@ -45,21 +46,15 @@ def source_rows(deterministic: Path, learned: Path):
             difference = np.abs(ours_a.astype(np.int16) - ours_b.astype(np.int16)).max(-1)
             edited = person & (difference > EDITED_LEVELS)
             rest = person & ~edited
-            row = {"t": int(t), "edited share of the dancer": float(edited.sum() / max(1, person.sum()))}
+            # "seed" names the frame: paired_interval's bootstrap then draws frames
+            row = {"seed": f"{deterministic.stem}:{int(t)}", "t": int(t),
+                   "edited share of the dancer": float(edited.sum() / max(1, person.sum()))}
             for name, ours in (("deterministic", ours_a), ("learned", ours_b)):
                 row[f"{name} psnr edited"] = M.psnr(ours, real, edited) if edited.any() else float("nan")
                 row[f"{name} ssim edited"] = M.ssim(ours, real, edited) if edited.any() else float("nan")
                 row[f"{name} psnr rest"] = M.psnr(ours, real, rest) if rest.any() else float("nan")
             rows.append(row)
     return rows
-
-
-def interval(values: np.ndarray, resamples: int = 2000, seed: int = 0):
-    if len(values) == 0:
-        return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(resamples)]
-    return float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def main():
@@ -76,11 +71,10 @@ def main():
     usable = [r for r in rows if np.isfinite(r["learned psnr edited"])]
     summary = {}
     for measure in ("psnr edited", "ssim edited", "psnr rest"):
-        diff = np.array([r[f"learned {measure}"] - r[f"deterministic {measure}"] for r in usable
-                         if np.isfinite(r[f"learned {measure}"]) and np.isfinite(r[f"deterministic {measure}"])])
+        gain, (low, high), _ = paired_interval(usable, f"learned {measure}", f"deterministic {measure}")
         summary[measure] = {"deterministic": float(np.nanmean([r[f"deterministic {measure}"] for r in usable])),
                             "learned": float(np.nanmean([r[f"learned {measure}"] for r in usable])),
-                            "gain": interval(diff)}
+                            "gain": (gain, low, high)}
     share = float(np.mean([r["edited share of the dancer"] for r in rows]))
     lines = [f"# Real footage where the refiner edits: {len(usable)} frames from {len(per_source)} sources", "",
              f"Sports2D self-imitation (`real_footage.py`), each compared frame from a deterministic and a learned run. "

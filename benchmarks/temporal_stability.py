@@ -35,7 +35,7 @@ from bodydance.stages.generator_switch import WEIGHTS
 from bodydance.stages.refiner import read_refiner
 from bodydance.stages.style import StyleGenerator
 from bodydance.training.pairs import DEFAULT_FOLDER as DATA
-from bodydance.training.pairs import GENERATOR_INPUTS, NEXT, TEMPORAL_FLOWS, load_shards
+from bodydance.training.pairs import GENERATOR_INPUTS, NEXT, TEMPORAL_FLOWS, has_next_frames, load_shards
 from learned_generator import generator_inputs, paired_interval, shown_path
 
 RESULTS = Path(__file__).parent / "results"
@@ -106,7 +106,7 @@ def main():
     args = parser.parse_args()
     stem = "temporal_stability" + (f"_{args.label}" if args.label else "")
     shards = load_shards(args.folder)
-    if not shards or any(TEMPORAL_FLOWS[0][0] not in shard for shard in shards):
+    if not shards or not all(has_next_frames(shard) for shard in shards):
         raise SystemExit(f"no held-out shards with next frames in {args.folder}: run `python -m bodydance.training data`")
     generators = {"deterministic": StyleGenerator(), "learned": StyleGenerator(read_refiner(args.weights)).eval()}
     rows = [row for shard in shards for row in shard_rows(shard, generators)]

@@ -68,7 +68,7 @@ def train(folder: Path = typer.Option(DATA / "train", help="training shards"),
           device: str = typer.Option("cpu", help="cpu or cuda"),
           weights: Path = typer.Option(WEIGHTS, help="where the trained weights are written")):
     """Train the style refiner (resumable), then write its safetensors weights, log and loss curves."""
-    from bodydance.training.pairs import TEMPORAL_FLOWS, load_shards
+    from bodydance.training.pairs import has_next_frames, load_shards
     from bodydance.training.loop import export_weights
     from bodydance.training.refiner_training import TrainingSettings
     from bodydance.training.refiner_training import train as train_refiner
@@ -81,7 +81,7 @@ def train(folder: Path = typer.Option(DATA / "train", help="training shards"),
     if not shards:
         raise typer.BadParameter(f"no shards in {folder}: run `python -m bodydance.training data` first",
                                  param_hint="--folder")
-    if any(TEMPORAL_FLOWS[0][0] not in shard for shard in shards):
+    if not all(has_next_frames(shard) for shard in shards):
         raise typer.BadParameter(f"{folder} holds shards made before the next frames: run `python -m bodydance.training "
                                  "data` again (it remakes them)", param_hint="--folder")
     settings = TrainingSettings(steps=steps, batch=batch, crop=crop, learning_rate=learning_rate, seed=seed)

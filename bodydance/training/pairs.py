@@ -152,12 +152,17 @@ def write_shards(seeds: Iterable[int], folder: Path, poses_per_scene: int, resol
     return written
 
 
+def has_next_frames(keys) -> bool:
+    """A shard's arrays (or their names) hold the next frames (shards made before them do not)."""
+    return TEMPORAL_FLOWS[0][0] in keys
+
+
 def _current(shard: Path) -> bool:
     """The shard exists and holds the next frames (shards made before them are made again)."""
     if not shard.exists():
         return False
     with np.load(shard) as data:
-        return "refused" in data.files or TEMPORAL_FLOWS[0][0] in data.files
+        return "refused" in data.files or has_next_frames(data.files)
 
 
 def load_shards(folder: Path) -> list:
