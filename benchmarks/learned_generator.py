@@ -35,7 +35,8 @@ import torch
 from PIL import Image
 
 from bodydance.stages.generator_switch import WEIGHTS
-from bodydance.stages.refiner import read_refiner
+from bodydance.stages.refiner import read_code_encoder, read_refiner
+from bodydance.stages.style_codes import parts_onehot, with_codes
 from bodydance.stages.style import StyleGenerator
 from bodydance.training.pairs import DEFAULT_FOLDER as DATA
 from bodydance.training.pairs import GENERATOR_INPUTS, load_shards
@@ -55,23 +56,41 @@ def shown_path(path: Path) -> str:
     return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
 
 
-def generator_inputs(shard: dict, k: int, prefix: str = "") -> dict:
-    """The style generator's inputs for pose ``k`` of a shard (``prefix`` ``next_``: its next frame's)."""
+def shard_region_style(shard: dict, encoder=None) -> torch.Tensor:
+    """``[1,P,16]``: the shard's deterministic region codes, with the learned style codes of ``encoder``
+    (:class:`~bodydance.stages.style_codes.RegionCodeEncoder`, a refiner trained with codes) as
+    ``style_encoder`` serves them (the deterministic generator does not read them)."""
+    style = torch.from_numpy(shard["region_style"])[None]
+    if encoder is None:
+        return style
+    if "source_parsing" not in shard:
+        raise SystemExit("these shards hold no source_parsing, which the style codes read: run "
+                         "`python -m bodydance.training data` (it remakes them)")
+    source = torch.from_numpy(shard["source_image"])[None].float() / 255.0
+    with torch.no_grad():
+        codes, _ = encoder(source, parts_onehot(torch.from_numpy(shard["source_parsing"])[None]))
+    return with_codes(style, codes)
+
+
+def generator_inputs(shard: dict, k: int, prefix: str = "", region_style=None) -> dict:
+    """The style generator's inputs for pose ``k`` of a shard (``prefix`` ``next_``: its next frame's),
+    ``region_style`` :func:`shard_region_style`'s (the shard's own when None)."""
     return {"source_image": torch.from_numpy(shard["source_image"])[None],
             "background": torch.from_numpy(shard["background"])[None],
-            "region_style": torch.from_numpy(shard["region_style"])[None],
+            "region_style": shard_region_style(shard) if region_style is None else region_style,
             "correspondence_flow": torch.from_numpy(shard[prefix + "flow"][k].astype(np.float32))[None],
             "source_visibility": torch.from_numpy(shard[prefix + "visibility"][k].astype(np.float32))[None],
             "target_parsing": torch.from_numpy(shard[prefix + "target_parsing"][k].astype(np.int32))[None]}
 
 
-def score_pairs(shards, generators, limit: int):
+def score_pairs(shards, generators, limit: int, encoder=None):
     rows, sheet = [], []
     for shard in shards:
+        style = shard_region_style(shard, encoder)
         for k in range(len(shard["frame"])):
             if limit and len(rows) >= limit:
                 return rows, sheet
-            inputs = generator_inputs(shard, k)
+            inputs = generator_inputs(shard, k, region_style=style)
             truth = shard["truth"][k]
             person = shard["truth_person"][k]
             masks = {"person": person, "covisible": person & shard["covisible"][k],
@@ -184,7 +203,7 @@ def main():
     if not shards:
         raise SystemExit(f"no held-out shards in {args.folder}: run `python -m bodydance.training data`")
     generators = {"deterministic": StyleGenerator(), "learned": StyleGenerator(refiner)}
-    rows, sheet = score_pairs(shards, generators, args.pairs)
+    rows, sheet = score_pairs(shards, generators, args.pairs, read_code_encoder(args.weights))
     summary = {}
     for region in REGIONS:
         for metric in ("psnr", "ssim"):
@@ -197,9 +216,12 @@ def main():
                             "blurred": float(np.nanmean([r[f"{BLURRED} {key}"] for r in rows])),
                             "blurred_gain": blur_gain, "blurred_gain_95": blur_interval}
     cost = frame_path_cost(shards, generators, args.rounds)
+    encoder = read_code_encoder(args.weights)
+    code_parameters = 0 if encoder is None else sum(p.numel() for p in encoder.parameters())
     scenes = len({r["seed"] for r in rows})
     result = {"pairs": len(rows), "scenes": scenes, "summary": summary, "frame_path_ms": cost,
               "cost_ratio": cost["learned"] / cost["deterministic"], "refiner_parameters": refiner.parameter_count(),
+              "code_encoder_parameters": code_parameters,
               "per_pair": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=1))
@@ -217,7 +239,8 @@ def main():
     lines += ["", f"Frame path per frame, ONNX Runtime on this CPU, batch 1, one thread per stage as the cpu repository "
               f"serves it, median of {args.rounds} alternating rounds: "
               f"deterministic {cost['deterministic']:.1f} ms, learned {cost['learned']:.1f} ms "
-              f"(ratio {result['cost_ratio']:.2f}; goal <= 2). Refiner: {refiner.parameter_count()} parameters.", "",
+              f"(ratio {result['cost_ratio']:.2f}; goal <= 2). Refiner: {refiner.parameter_count()} parameters"
+              + (f", style code encoder (once per photo, in style_encoder): {code_parameters}." if code_parameters else "."), "",
               f"Refiner weights: `{shown_path(args.weights)}`. Sheet (`{stem}_sheet.png`), per row: photo, truth, deterministic, learned."]
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     if sheet:

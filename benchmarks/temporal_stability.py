@@ -32,11 +32,11 @@ import numpy as np
 import torch
 
 from bodydance.stages.generator_switch import WEIGHTS
-from bodydance.stages.refiner import read_refiner
+from bodydance.stages.refiner import read_code_encoder, read_refiner
 from bodydance.stages.style import StyleGenerator
 from bodydance.training.pairs import DEFAULT_FOLDER as DATA
 from bodydance.training.pairs import GENERATOR_INPUTS, NEXT, TEMPORAL_FLOWS, has_next_frames, load_shards
-from learned_generator import generator_inputs, paired_interval, shown_path
+from learned_generator import generator_inputs, paired_interval, shard_region_style, shown_path
 
 RESULTS = Path(__file__).parent / "results"
 NAMES = ("truth", "deterministic", "learned")
@@ -69,13 +69,14 @@ def change_error(first, second, truth_first, truth_second, flow, shown) -> float
     return float(change_errors(first, second, truth_first, truth_second, flow)[shown].mean())
 
 
-def shard_rows(shard: dict, generators: dict):
+def shard_rows(shard: dict, generators: dict, encoder=None):
     rows = []
+    style = shard_region_style(shard, encoder)
     for k in range(len(shard["frame"])):
         frames = {"truth": (shard["truth"][k], shard[NEXT + "truth"][k])}
         with torch.no_grad():
             for name, generator in generators.items():
-                frames[name] = tuple(generator(*(generator_inputs(shard, k, prefix)[n] for n in GENERATOR_INPUTS))[0][0].numpy()
+                frames[name] = tuple(generator(*(generator_inputs(shard, k, prefix, style)[n] for n in GENERATOR_INPUTS))[0][0].numpy()
                                      for prefix in ("", NEXT))
         flows = [(shard[flow][k].astype(np.float32), shard[shown][k]) for flow, shown in TEMPORAL_FLOWS]
         row = {"seed": int(shard["seed"]), "pose": k, "points shown in both": int(sum(s.sum() for _, s in flows))}
@@ -109,7 +110,8 @@ def main():
     if not shards or not all(has_next_frames(shard) for shard in shards):
         raise SystemExit(f"no held-out shards with next frames in {args.folder}: run `python -m bodydance.training data`")
     generators = {"deterministic": StyleGenerator(), "learned": StyleGenerator(read_refiner(args.weights)).eval()}
-    rows = [row for shard in shards for row in shard_rows(shard, generators)]
+    encoder = read_code_encoder(args.weights)
+    rows = [row for shard in shards for row in shard_rows(shard, generators, encoder)]
     scenes = len({r["seed"] for r in rows})
     means = {name: float(np.nanmean([r[name] for r in rows])) for name in NAMES}
     changes = {name: float(np.nanmean([r[f"{name} change"] for r in rows])) for name in NAMES[1:]}

@@ -4,10 +4,11 @@ Torch-free, so the export fingerprint can read it.
 
 ``BODYDANCE_GENERATOR=learned`` (at export time; the model repository is re-exported when it
 changes) builds the refiner from the committed weights; ``deterministic``, the default, the
-stand-in alone. The default stays the stand-in while the refiner gains 0.24 dB on held-out pairs
+stand-in alone. The default stays the stand-in while the refiner gains 0.33 dB on held-out pairs
 (issue 11 asks 1.5) and buys its better real-footage figures by softening the dancer's body
 (``benchmarks/results/learned_generator.md``, ``real_footage_learned.md`` and its sheets,
-``face_check_learned.md``); its per-frame cost, 1.68x, is within the 2x budget.
+``face_check_learned.md``); its per-frame cost, 1.66x, is within the 2x budget. A refiner trained
+with style codes also builds their encoder into ``style_encoder`` (:func:`bodydance.stages.refiner.load_code_encoder`).
 
 ``BODYDANCE_PLATE=learned`` builds the plate inpainter from its committed weights into
 ``style_encoder``; ``telea``, the default, keeps the reconstruction's Telea fill as the background. The

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from bodydance.stages.generator_switch import WEIGHTS, generator_choice
-from bodydance.stages.weights import parameter_count, read_weights
+from bodydance.stages.weights import load_file, load_state, parameter_count
 from bodydance_client.contract import NUM_PARTS, PART_NAMES
 
 HEAD = PART_NAMES.index("head")
@@ -33,8 +33,13 @@ EDGE_PX = 2
 RIM_PX = 4
 # Input planes: frame 3, background 3, seen 1, target parts one-hot P, refilled plate 1, part style 6.
 IN_CHANNELS = 3 + 3 + 1 + NUM_PARTS + 1 + 6
-# What each pixel the refiner may edit is mixed from, in the order of its output channels.
+# What each pixel the refiner may edit is mixed from, in the order of its output channels. A refiner
+# with style codes (``code_dim``) adds a fifth, the part colour biased by the part's learned code.
 CANDIDATES = ("frame", "blur", "part colour", "background")
+STYLED = "styled colour"
+# How far (in [0, 1] levels) the learned code may move a part's colour away from its mean.
+STYLE_BIAS_RANGE = 0.5
+STYLE_HIDDEN = 32
 FRAME_LOGIT_AT_START = 5.0
 # The blur among them (Gaussian, px at N): on held-out fitted pairs, this blur of the deterministic
 # frame where the refiner may edit gains 0.5 dB on the person (benchmarks/refiner_ceiling.py).
@@ -78,7 +83,9 @@ def edit_reach(seen, generated, parts_onehot):
 class FrameRefiner(torch.nn.Module):
     """(frame ``[B,3,N,N]`` [0,1], background ``[B,3,N,N]`` [0,1], seen ``[B,1,N,N]`` {0,1},
     parts_onehot ``[B,P,N,N]``, refilled ``[B,1,N,N]`` {0,1}, part_style ``[B,6,N,N]`` (mean, std RGB of
-    each pixel's part), generated ``[B,1,N,N]`` {0,1}: the dancer or the refilled plate)
+    each pixel's part), generated ``[B,1,N,N]`` {0,1}: the dancer or the refilled plate, and with
+    ``code_dim`` > 0 part_code ``[B,code_dim,N,N]``: each pixel's part's learned style code,
+    :mod:`bodydance.stages.style_codes`)
     -> (refined frame ``[B,3,N,N]`` in [0,1], editable ``[B,1,N,N]`` {0,1}: ``generated`` grown by
     :data:`RIM_PX`, where the refined frame may differ from the photo).
 
@@ -89,18 +96,32 @@ class FrameRefiner(torch.nn.Module):
     on real footage. The background is mixed in only within :data:`RIM_PX` of the dancer's outline
     (deeper, a body mixed with the plate is a translucent one).
 
+    With style codes (*style biasing*, as SPADE's generator takes its encoder's codes): the codes are
+    input planes of the network, so they bias its features per part, and they move the part's colour
+    into a fifth candidate, :data:`STYLED` (the part's mean plus a bias of at most
+    :data:`STYLE_BIAS_RANGE` that one 1x1 network reads, channel by channel, from the part's statistics
+    and code): a grey photo still gives grey, and there is no free residual.
+
     Four halvings with two 3x3 convolutions at each level: the receptive field spans an arm at 256.
     """
 
-    def __init__(self):
+    def __init__(self, code_dim: int = 0):
         super().__init__()
+        self.code_dim = code_dim
+        self.candidates = CANDIDATES + ((STYLED,) if code_dim else ())
+        if code_dim:
+            # One function for every channel, of that channel's mean and std and the code.
+            self.style_bias = torch.nn.Sequential(torch.nn.Conv2d(2 + code_dim, STYLE_HIDDEN, 1), torch.nn.LeakyReLU(0.1),
+                                                  torch.nn.Conv2d(STYLE_HIDDEN, 1, 1))
+            torch.nn.init.zeros_(self.style_bias[-1].weight)  # starts as the part's mean colour
+            torch.nn.init.zeros_(self.style_bias[-1].bias)
         self.down = torch.nn.ModuleList()
-        c_in = IN_CHANNELS
+        c_in = IN_CHANNELS + code_dim
         for width in WIDTHS:
             self.down.append(_block(c_in, width, 2))
             c_in = width
         self.up = torch.nn.ModuleList(_block(WIDTHS[k + 1] + WIDTHS[k], WIDTHS[k]) for k in reversed(range(len(WIDTHS) - 1)))
-        self.head = torch.nn.Conv2d(WIDTHS[0], len(CANDIDATES), 3, 1, 1)  # one mixing logit per candidate
+        self.head = torch.nn.Conv2d(WIDTHS[0], len(self.candidates), 3, 1, 1)  # one mixing logit per candidate
         # Starts next to the identity (the frame's weight about 0.98), so training begins at the
         # deterministic frame; not exactly at it, which would leave the trunk without gradients at first.
         torch.nn.init.normal_(self.head.weight, std=1e-3)
@@ -117,10 +138,11 @@ class FrameRefiner(torch.nn.Module):
         rows = F.conv2d(F.pad(frame, (r, r, 0, 0), mode="reflect"), self.smoothing, groups=3)
         return F.conv2d(F.pad(rows, (0, 0, r, r), mode="reflect"), self.smoothing.transpose(2, 3), groups=3)
 
-    def mixing_weights(self, frame, background, seen, parts_onehot, refilled, part_style):
-        """``[B,K,N,N]`` the weight of each of :data:`CANDIDATES` per pixel (summing to 1), before the
+    def mixing_weights(self, frame, background, seen, parts_onehot, refilled, part_style, part_code=None):
+        """``[B,K,N,N]`` the weight of each of :attr:`candidates` per pixel (summing to 1), before the
         reach: the background's weight deeper inside the dancer than :data:`RIM_PX` goes to the frame."""
-        x = torch.cat([frame, background, seen, parts_onehot, refilled, part_style], 1)
+        planes = [frame, background, seen, parts_onehot, refilled, part_style] + ([part_code] if self.code_dim else [])
+        x = torch.cat(planes, 1)
         skips = []
         for block in self.down:
             x = block(x)
@@ -128,26 +150,61 @@ class FrameRefiner(torch.nn.Module):
         for block, skip in zip(self.up, reversed(skips[:-1])):
             x = block(torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], 1))
         logits = F.interpolate(self.head(x), scale_factor=2.0, mode="bilinear", align_corners=False)
-        frame_weight, blur_weight, colour_weight, plate_weight = torch.softmax(logits, 1).split(1, 1)
+        frame_weight, blur_weight, colour_weight, plate_weight, *styled = torch.softmax(logits, 1).split(1, 1)
         near_outline = _grown(parts_onehot[:, :1], RIM_PX)  # off the dancer, and its outer RIM_PX
         allowed_plate = plate_weight * near_outline
-        return torch.cat([frame_weight + plate_weight - allowed_plate, blur_weight, colour_weight, allowed_plate], 1)
+        return torch.cat([frame_weight + plate_weight - allowed_plate, blur_weight, colour_weight, allowed_plate, *styled], 1)
 
-    def forward(self, frame, background, seen, parts_onehot, refilled, part_style, generated):
+    def styled_colour(self, part_style, part_code):
+        """``[B,3,N,N]``: each pixel's part mean colour, each channel moved by one learned function of that
+        channel's mean and std and the part's code. The same function for every channel: a grey photo's
+        parts stay grey (the lesson of the free residual), and shuffling the channels shuffles the result."""
+        b, _, h, w = part_style.shape
+        per_channel = torch.cat([part_style[:, :3].reshape(b * 3, 1, h, w), part_style[:, 3:].reshape(b * 3, 1, h, w),
+                                 part_code[:, None].expand(-1, 3, -1, -1, -1).reshape(b * 3, -1, h, w)], 1)  # [B*3, 2+code_dim, N, N]
+        bias = STYLE_BIAS_RANGE * torch.tanh(self.style_bias(per_channel)).reshape(b, 3, h, w)
+        return (part_style[:, :3] + bias).clamp(0.0, 1.0)
+
+    def forward(self, frame, background, seen, parts_onehot, refilled, part_style, generated, part_code=None):
         editable, reach = edit_reach(seen, generated, parts_onehot)
-        _, blur_weight, colour_weight, plate_weight = self.mixing_weights(
-            frame, background, seen, parts_onehot, refilled, part_style).split(1, 1)
+        _, blur_weight, colour_weight, plate_weight, *styled_weight = self.mixing_weights(
+            frame, background, seen, parts_onehot, refilled, part_style, part_code).split(1, 1)
         change = (blur_weight * (self.smoothed(frame) - frame) + colour_weight * (part_style[:, :3] - frame)
                   + plate_weight * (background - frame))
+        if self.code_dim:
+            change = change + styled_weight[0] * (self.styled_colour(part_style, part_code) - frame)
         return (frame + reach * change).clamp(0.0, 1.0), editable
 
     def parameter_count(self) -> int:
         return parameter_count(self)
 
 
+REFINER_PREFIX, CODES_PREFIX = "refiner.", "codes."  # a jointly trained file's two halves
+
+
 def read_refiner(path: Path = WEIGHTS) -> FrameRefiner:
-    """The refiner with the weights at ``path`` (safetensors), whatever the switch says."""
-    return read_weights(FrameRefiner(), path)
+    """The refiner with the weights at ``path`` (safetensors), whatever the switch says: a refiner's own
+    weights, or the ``refiner.`` half of one trained with style codes (its ``code_dim`` read from them)."""
+    state = _part(load_file(str(path)), REFINER_PREFIX)
+    code_dim = state["down.0.0.weight"].shape[1] - IN_CHANNELS
+    return load_state(FrameRefiner(code_dim), state)
+
+
+def read_code_encoder(path: Path = WEIGHTS):
+    """The region code encoder trained with the refiner at ``path``, or None when it was trained without."""
+    from bodydance.stages.style_codes import RegionCodeEncoder
+
+    state = load_file(str(path))
+    if not any(key.startswith(CODES_PREFIX) for key in state):
+        return None
+    return load_state(RegionCodeEncoder(), _part(state, CODES_PREFIX))
+
+
+def _part(state, prefix: str):
+    """The tensors under ``prefix`` (unprefixed), or all of them when none has it."""
+    if not any(key.startswith(prefix) for key in state):
+        return state
+    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
 
 
 def load_refiner(path: Path = WEIGHTS) -> Optional[FrameRefiner]:
@@ -156,3 +213,10 @@ def load_refiner(path: Path = WEIGHTS) -> Optional[FrameRefiner]:
     if generator_choice() == "deterministic" or not path.exists():
         return None
     return read_refiner(path)
+
+
+def load_code_encoder(path: Path = WEIGHTS):
+    """The region code encoder when the switch asks for the learned generator and its weights hold one."""
+    if generator_choice() == "deterministic" or not path.exists():
+        return None
+    return read_code_encoder(path)

@@ -13,14 +13,15 @@ import torch
 from bodydance.stages.parsing import ParsingPrior, SourceParser
 from bodydance.stages.reconstruction.frame import BodyGeometry
 from bodydance.stages.plate_inpainter import load_inpainter
-from bodydance.stages.refiner import load_refiner
+from bodydance.stages.refiner import load_code_encoder, load_refiner
 from bodydance.stages.style import StyleEncoder, StyleGenerator
 from bodydance_client import contract as C
 
 STAGE_MODULES: Dict[str, Callable[[int], torch.nn.Module]] = {
     C.SOURCE_PARSER.name: SourceParser,
-    # The plate inpainter's trained weights when BODYDANCE_PLATE=learned (stages/generator_switch.py).
-    C.STYLE_ENCODER.name: lambda resolution: StyleEncoder(resolution, load_inpainter()),
+    # The plate inpainter's trained weights when BODYDANCE_PLATE=learned, and the region code encoder
+    # trained with the refiner when BODYDANCE_GENERATOR=learned and it has one (stages/generator_switch.py).
+    C.STYLE_ENCODER.name: lambda resolution: StyleEncoder(resolution, load_inpainter(), load_code_encoder()),
     C.BODY_GEOMETRY.name: BodyGeometry,
     C.PARSING_PRIOR.name: ParsingPrior,
     # The trained refiner when BODYDANCE_GENERATOR=learned (stages/generator_switch.py).

@@ -17,6 +17,7 @@ import torch
 
 from bodydance.geometry import sample_ndc
 from bodydance.stages.plate_inpainter import person_hole
+from bodydance.stages.style_codes import CODE_DIMS, FIRST_CODE_DIM
 from bodydance_client.contract import NUM_PARTS, PART_NAMES, STYLE_DIM
 
 HEAD, HAND = PART_NAMES.index("head"), PART_NAMES.index("hand")
@@ -35,9 +36,10 @@ class StyleEncoder(torch.nn.Module):
 
     (source_image ``[B,3,N,N]`` uint8, person_mask ``[B,1,N,N]`` [0,1], source_parsing ``[B,1,N,N]`` uint8,
     plate_fill ``[B,3,N,N]`` uint8: the reconstruction's Telea fill of the person's hole)
-    -> region_style ``[B,P,16]`` (mean RGB, std RGB, area fraction, zeros), background ``[B,3,N,N]`` uint8:
-    the fill's hole refined by ``inpainter`` (:class:`bodydance.stages.plate_inpainter.PlateInpainter`)
-    when one is given, else the fill as it came.
+    -> region_style ``[B,P,16]`` (mean RGB, std RGB, area fraction, then zeros, or with ``codes``
+    (:class:`bodydance.stages.style_codes.RegionCodeEncoder`) each part's learned style code), background
+    ``[B,3,N,N]`` uint8: the fill's hole refined by ``inpainter``
+    (:class:`bodydance.stages.plate_inpainter.PlateInpainter`) when one is given, else the fill as it came.
 
     The codes do not read ``person_mask``: the parsing already follows it. Mask-weighted, outlier-trimmed
     statistics were tried and cost 0.1 dB on the real-footage benchmark, so the plain ones stay.
@@ -53,10 +55,12 @@ class StyleEncoder(torch.nn.Module):
     UNSEEN_HAND_COLOUR = "skin"
     HAND_STATISTICS = "prior"
 
-    def __init__(self, resolution: int, inpainter: Optional[torch.nn.Module] = None):
+    def __init__(self, resolution: int, inpainter: Optional[torch.nn.Module] = None,
+                 codes: Optional[torch.nn.Module] = None):
         super().__init__()
         self.resolution = resolution
         self.inpainter = inpainter
+        self.codes = codes
 
     def forward(self, source_image, person_mask, source_parsing, plate_fill):
         plate = unit_image(plate_fill, person_mask)
@@ -98,8 +102,11 @@ class StyleEncoder(torch.nn.Module):
                 prior = (total[:, HAND] + HAND_PRIOR_SHARE * skin) / (area[:, HAND] + HAND_PRIOR_SHARE)[:, None]
                 mean = torch.where(is_hand & found[:, None, None], prior[:, None], mean)
         mean = torch.where(area[..., None] > 0, mean, fallback)
-        pad = torch.zeros_like(mean[..., :1]).expand(-1, -1, STYLE_DIM - 7)
-        return torch.cat([mean, std, fraction[..., None], pad], dim=-1)
+        if self.codes is not None:
+            codes, _ = self.codes(source_image, onehot)  # the Gaussian's mean: serving does not sample
+        else:
+            codes = torch.zeros_like(mean[..., :1]).expand(-1, -1, STYLE_DIM - FIRST_CODE_DIM)
+        return torch.cat([mean, std, fraction[..., None], codes], dim=-1)
 
 
 # Chroma of skin in JPEG's YCrCb, 0-255 (the skin-detection box of Chai and Ngan, 1999), and a floor
@@ -177,7 +184,8 @@ class StyleGenerator(torch.nn.Module):
         out = background + planes.person * (body - background)
         generated = planes.generated
         if self.refiner is not None:
-            out, generated = self.refiner(out.clamp(0.0, 1.0), background, *planes.refiner_inputs())
+            codes = (part_planes(region_style[..., CODE_DIMS], planes.onehot),) if self.refiner.code_dim else ()
+            out, generated = self.refiner(out.clamp(0.0, 1.0), background, *planes.refiner_inputs(), *codes)
         frame = (out.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
         alpha = (generated * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
         return frame, alpha
@@ -204,6 +212,13 @@ class GeneratorPlanes:
         return self.seen * self.person, self.onehot, self.refilled, self.part_style, self.generated
 
 
+def part_planes(per_part, onehot):
+    """``[B,C,N,N]``: each pixel's part's values, from ``per_part`` ``[B,P,C]`` and ``onehot`` ``[B,P,N,N]``."""
+    # A MatMul rather than an Einsum: ONNX Runtime's Einsum made this stage 4x slower than eager PyTorch.
+    return (per_part.transpose(1, 2).to(onehot.dtype) @ onehot.flatten(2)).reshape(
+        onehot.shape[0], per_part.shape[-1], *onehot.shape[2:])
+
+
 def generator_planes(source_image, background, region_style, correspondence_flow, source_visibility, target_parsing,
                      copy_from_person_only: bool = True) -> GeneratorPlanes:
     """Images as [0, 1] floats ``[B,3,N,N]``; the rest as the generator's inputs. ``seen`` is the
@@ -211,9 +226,7 @@ def generator_planes(source_image, background, region_style, correspondence_flow
     labels = target_parsing.to(torch.int64)  # [B,1,N,N]
     ids = torch.arange(NUM_PARTS, device=labels.device).reshape(1, -1, 1, 1)
     onehot = (labels == ids).to(source_image.dtype)  # [B,P,N,N]
-    # A MatMul rather than an Einsum: ONNX Runtime's Einsum made this stage 4x slower than eager PyTorch.
-    style = (region_style[..., :6].transpose(1, 2) @ onehot.flatten(2)).reshape(
-        source_image.shape[0], 6, *source_image.shape[2:])
+    style = part_planes(region_style[..., :6], onehot)
     person = (labels > 0).to(source_image.dtype)
     refilled = ((background - source_image).abs().amax(1, keepdim=True) > 1.0 / 512).to(source_image.dtype)
     seen = (source_visibility > 0.5).to(source_image.dtype)

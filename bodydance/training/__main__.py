@@ -65,10 +65,12 @@ def train(folder: Path = typer.Option(DATA / "train", help="training shards"),
           temporal_weight: Optional[float] = typer.Option(
               None, help="weight of the bidirectional flow constraint between each pose and its next frame "
                          "(0: none) [default: TrainingSettings']"),
+          style_codes: bool = typer.Option(False, help="train the region code encoder (a KL-regularised code per "
+                                                        "part, in region_style[..., 7:16]) with the refiner"),
           device: str = typer.Option("cpu", help="cpu or cuda"),
           weights: Path = typer.Option(WEIGHTS, help="where the trained weights are written")):
     """Train the style refiner (resumable), then write its safetensors weights, log and loss curves."""
-    from bodydance.training.pairs import has_next_frames, load_shards
+    from bodydance.training.pairs import has_next_frames, has_source_parsing, load_shards
     from bodydance.training.loop import export_weights
     from bodydance.training.refiner_training import TrainingSettings
     from bodydance.training.refiner_training import train as train_refiner
@@ -84,7 +86,11 @@ def train(folder: Path = typer.Option(DATA / "train", help="training shards"),
     if not all(has_next_frames(shard) for shard in shards):
         raise typer.BadParameter(f"{folder} holds shards made before the next frames: run `python -m bodydance.training "
                                  "data` again (it remakes them)", param_hint="--folder")
-    settings = TrainingSettings(steps=steps, batch=batch, crop=crop, learning_rate=learning_rate, seed=seed)
+    if style_codes and not all(has_source_parsing(shard) for shard in shards):
+        raise typer.BadParameter(f"{folder} holds shards made before the photo's parsing, which --style-codes reads: "
+                                 "run `python -m bodydance.training data` again (it remakes them)", param_hint="--folder")
+    settings = TrainingSettings(steps=steps, batch=batch, crop=crop, learning_rate=learning_rate, seed=seed,
+                                style_codes=style_codes)
     if squared_weight is not None:
         settings.squared_weight = squared_weight
     if temporal_weight is not None:

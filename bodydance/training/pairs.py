@@ -9,7 +9,8 @@ absorb the fit's errors, not only to fill surface.
 
 One shard per scene (``seed_<seed>.npz``), arrays with ``K`` target poses in front:
 
-* subject side: ``source_image [3,N,N]`` uint8, ``background [3,N,N]`` uint8, ``region_style [P,16]`` f32
+* subject side: ``source_image [3,N,N]`` uint8, ``source_parsing [1,N,N]`` uint8 (part labels),
+  ``background [3,N,N]`` uint8, ``region_style [P,16]`` f32 (the deterministic codes)
 * per pose: ``flow [K,2,N,N]`` f16 NDC, ``visibility [K,1,N,N]`` uint8 {0,1}, ``target_parsing [K,1,N,N]``
   uint8, ``frame [K,N,N,3]`` uint8 (deterministic), ``truth [K,N,N,3]`` uint8, ``truth_person [K,N,N]``
   bool, ``covisible [K,N,N]`` bool (surface the photo shows)
@@ -99,6 +100,7 @@ def scene_pairs(scene: Scene, reconstruct, path: DeterministicPath, count: int) 
     photo, subject = fitted
     poses, translations, next_poses, next_translations = scene.target_pose_pairs(count)
     arrays = {"seed": np.int64(scene.seed), "source_image": subject["source_image"][0].numpy(),
+              "source_parsing": subject["source_parsing"][0].numpy(),
               "background": subject["background"][0].numpy(), "region_style": subject["region_style"][0].numpy()}
     now = _pose_arrays(scene, photo, subject, path, poses, translations)
     after = _pose_arrays(scene, photo, subject, path, next_poses, next_translations)
@@ -157,12 +159,18 @@ def has_next_frames(keys) -> bool:
     return TEMPORAL_FLOWS[0][0] in keys
 
 
+def has_source_parsing(keys) -> bool:
+    """A shard's arrays (or their names) hold the photo's part labels, which the learned style codes read
+    (shards made before them do not)."""
+    return "source_parsing" in keys
+
+
 def _current(shard: Path) -> bool:
-    """The shard exists and holds the next frames (shards made before them are made again)."""
+    """The shard exists and holds the next frames and the photo's parsing (older shards are made again)."""
     if not shard.exists():
         return False
     with np.load(shard) as data:
-        return "refused" in data.files or has_next_frames(data.files)
+        return "refused" in data.files or (has_next_frames(data.files) and has_source_parsing(data.files))
 
 
 def load_shards(folder: Path) -> list:

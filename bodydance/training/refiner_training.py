@@ -10,7 +10,10 @@ runs on the whole frame), and minimises
 * L1 between image gradients (so filled surface is not left flat),
 
 all on the truth of pose B, and the seed's *bidirectional flow constraint* between each pose and its
-next frame along the renderer's exact surface flow (:func:`temporal_loss`). The synthetic people
+next frame along the renderer's exact surface flow (:func:`temporal_loss`). With ``style_codes`` the
+region code encoder (:mod:`bodydance.stages.style_codes`) trains with it (:class:`StyledRefiner`): the
+photo's parts are encoded to Gaussians, a code is sampled per part (one for a pose and its next
+frame: the same person) and the refiner reads it, plus a KL term towards N(0, I). The synthetic people
 wear saturated colours with skin on the hands; real photos may be grey or colour-cast, so each drawn
 pair has its colours recoloured the same way in every image and in its part statistics
 (:func:`recolour`). Checkpoints, resuming and the log are :mod:`bodydance.training.loop`'s.
@@ -27,7 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from bodydance.stages.refiner import FrameRefiner
-from bodydance.stages.style import generator_planes
+from bodydance.stages.style import generator_planes, part_planes
+from bodydance.stages.style_codes import CODE_DIM, RegionCodeEncoder, kl_to_prior, parts_onehot, sample_codes
+from bodydance.stages.weights import parameter_count
 from bodydance.training.loop import train_resumably
 from bodydance.training.pairs import NEXT, TEMPORAL_FLOWS
 
@@ -40,6 +45,9 @@ W_GRADIENT = 0.2
 # At 8 the constraint's term is about a quarter of the total; against 0 (one run each) it cost 0.04 dB on
 # the held-out person and took 0.08 levels off the change error along the flow.
 W_TEMPORAL = 8.0
+# The style codes' KL term: small beside the image losses (about 0.6 in all), so the codes carry what
+# the photo shows and are only kept from drifting, as SPADE keeps its KL weight small.
+W_KL = 5e-4
 
 
 @dataclasses.dataclass
@@ -54,6 +62,8 @@ class TrainingSettings:
     grey_share: float = 0.2  # pairs turned grey (after the channel shuffle)
     shuffle_channels: bool = True  # RGB channels in a random order per pair
     temporal_weight: float = W_TEMPORAL  # the bidirectional flow constraint's weight (0: reconstruction alone)
+    style_codes: bool = False  # train the region code encoder with the refiner (StyledRefiner)
+    kl_weight: float = W_KL
 
 
 # Rec. 601 luma, as the skin detector and OpenCV's grey conversion weigh RGB.
@@ -75,6 +85,20 @@ def recolour(images, part_style, order, grey: bool):
     return images, torch.cat([mean, std], 1)
 
 
+class StyledRefiner(torch.nn.Module):
+    """The refiner trained together with the region code encoder; its weights file holds both halves
+    under ``codes.`` and ``refiner.`` (:func:`bodydance.stages.refiner.read_refiner`,
+    :func:`~bodydance.stages.refiner.read_code_encoder`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.codes = RegionCodeEncoder()
+        self.refiner = FrameRefiner(CODE_DIM)
+
+    def parameter_count(self) -> int:
+        return parameter_count(self)
+
+
 def pair_tensors(shard: Dict[str, np.ndarray], k: int, prefix: str = "") -> Dict[str, torch.Tensor]:
     """Pair ``k`` of a shard as ``[1,...]`` float tensors: the refiner's inputs, the truth and loss masks;
     with ``prefix`` :data:`~bodydance.training.pairs.NEXT`, those of the pose's next dance frame."""
@@ -91,7 +115,7 @@ def pair_tensors(shard: Dict[str, np.ndarray], k: int, prefix: str = "") -> Dict
     region = F.max_pool2d(torch.maximum(truth_person, planes.person), 9, 1, 4)
     return {"frame": image(pose("frame").transpose(2, 0, 1)), "background": background,
             "planes": planes.refiner_inputs(), "truth": image(pose("truth").transpose(2, 0, 1)),
-            "region": region, "unseen": unseen}
+            "region": region, "unseen": unseen, "source": source}
 
 
 def _crop_window(region: torch.Tensor, crop: int, rng: np.random.Generator):
@@ -124,11 +148,13 @@ def _surface_flow_in_window(shard, k: int, keys, top: int, left: int, crop: int,
 def draw_batch(shards: List[dict], settings: TrainingSettings, step: int):
     """The step's batch: ``batch // 2`` target poses drawn, each with its dance's next frame (rows
     ``0..h-1`` the poses, ``h..2h-1`` their next frames), both cropped at one window, flipped and
-    recoloured alike. -> (columns (frame, background, planes..., truth, region, unseen), and the exact
+    recoloured alike. -> (columns (frame, background, planes..., truth, region, unseen), the exact
     surface flows between the halves, in the crops' pixels: ``[(flow [h,2,c,c], shown [h,1,c,c])]``
-    from the poses to their next frames, then back)."""
+    from the poses to their next frames, then back, and the photos the poses came from, whole,
+    recoloured and flipped as their crops: (source ``[h,3,N,N]``, parts one-hot ``[h,P,N,N]``, or None
+    where the shards hold no ``source_parsing``))."""
     rng = np.random.default_rng([settings.seed, step])
-    items, temporal = [], []
+    items, temporal, sources = [], [], []
     for _ in range(settings.batch // 2):
         shard = shards[int(rng.integers(len(shards)))]
         k = int(rng.integers(len(shard["frame"])))
@@ -140,18 +166,22 @@ def draw_batch(shards: List[dict], settings: TrainingSettings, step: int):
         grey = rng.random() < settings.grey_share
         for drawn in (pair, after):
             seen, onehot, refilled, part_style, generated = drawn["planes"]
-            (frame, background, truth), part_style = recolour([drawn["frame"], drawn["background"], drawn["truth"]],
-                                                              part_style, order, grey)
+            (frame, background, truth, source), part_style = recolour(
+                [drawn["frame"], drawn["background"], drawn["truth"], drawn["source"]], part_style, order, grey)
             tensors = [frame, background, seen, onehot, refilled, part_style, generated, truth, drawn["region"],
                        drawn["unseen"]]
             tensors = [t[window] for t in tensors]
             items.append([t.flip(-1) if flip else t for t in tensors])
         temporal.append([_surface_flow_in_window(shard, k, keys, top, left, settings.crop, flip) for keys in TEMPORAL_FLOWS])
+        if "source_parsing" in shard:
+            parts = parts_onehot(torch.from_numpy(shard["source_parsing"])[None])
+            sources.append([t.flip(-1) if flip else t for t in (source, parts)])
     # now and next were appended alternately: reorder to all poses, then all next frames
     items = items[0::2] + items[1::2]
     columns = [torch.cat(column) for column in zip(*items)]
     flows = [tuple(torch.cat(part) for part in zip(*(pose[d] for pose in temporal))) for d in range(2)]
-    return columns, flows
+    photos = tuple(torch.cat(column) for column in zip(*sources)) if len(sources) == len(temporal) else None
+    return columns, flows, photos
 
 
 def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:
@@ -210,12 +240,23 @@ def train(shards: List[dict], run: Path, settings: TrainingSettings, device: str
     """Train (or resume) in ``run``; returns the refiner at ``settings.steps``."""
 
     def step_losses(model, step):
-        columns, flows = draw_batch(shards, settings, step)
+        columns, flows, photos = draw_batch(shards, settings, step)
         frame, background, *planes, truth, region, unseen = [t.to(device) for t in columns]
-        pred, _ = model(frame, background, *planes)
+        if settings.style_codes:
+            mean, log_variance = model.codes(*(t.to(device) for t in photos))
+            # Noise drawn from the seed and the step, as the batch is: a resumed run trains the same codes.
+            codes = sample_codes(mean, log_variance, torch.Generator().manual_seed(settings.seed * 1_000_003 + step))
+            codes = torch.cat([codes, codes])  # a pose and its next frame: the same person, one code
+            pred, _ = model.refiner(frame, background, *planes, part_planes(codes, planes[1]))
+        else:
+            pred, _ = model(frame, background, *planes)
         named = losses(pred, truth, region, unseen, settings.squared_weight)
         named["temporal"] = temporal_loss(pred, truth, [(f.to(device), s.to(device)) for f, s in flows])
         named["total"] = named["total"] + settings.temporal_weight * named["temporal"]
+        if settings.style_codes:
+            named["kl"] = kl_to_prior(mean, log_variance)
+            named["total"] = named["total"] + settings.kl_weight * named["kl"]
         return named
 
-    return train_resumably(FrameRefiner, run, settings, step_losses, device, progress)
+    return train_resumably(StyledRefiner if settings.style_codes else FrameRefiner, run, settings, step_losses, device,
+                           progress)

@@ -21,8 +21,9 @@ def shards(tmp_path_factory):
     return load_shards(folder)
 
 
-def test_an_interrupted_run_resumes_where_it_stopped(shards, tmp_path):
-    settings = TrainingSettings(steps=4, batch=2, crop=64, checkpoint_every=2)
+@pytest.mark.parametrize("style_codes", [False, True], ids=["refiner", "with style codes"])
+def test_an_interrupted_run_resumes_where_it_stopped(shards, tmp_path, style_codes):
+    settings = TrainingSettings(steps=4, batch=2, crop=64, checkpoint_every=2, style_codes=style_codes)
     whole = train(shards, tmp_path / "whole", settings)
 
     def stop_after_two(step, loss):
@@ -43,7 +44,7 @@ def test_the_loss_falls_when_fitting_one_batch(shards, tmp_path):
     from bodydance.stages.refiner import FrameRefiner
 
     settings = TrainingSettings(batch=4, crop=64)
-    (frame, background, *planes, truth, region, unseen), _ = draw_batch(shards, settings, 0)
+    (frame, background, *planes, truth, region, unseen), *_ = draw_batch(shards, settings, 0)
     torch.manual_seed(0)
     model = FrameRefiner()
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -61,6 +62,25 @@ def test_the_loss_falls_when_fitting_one_batch(shards, tmp_path):
     path = export_weights(model, tmp_path / "refiner.safetensors", {"steps": "15"})
     loaded = read_refiner(path)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_the_photos_come_whole_recoloured_and_flipped_as_their_crops(shards):
+    from bodydance.stages.style_codes import parts_onehot
+
+    settings = TrainingSettings(batch=4, crop=64)
+    for step in range(4):
+        columns, _, (sources, onehots) = draw_batch(shards, settings, step)
+        assert sources.shape == (2, 3, N, N) and onehots.shape == (2, 8, N, N)
+        assert torch.equal(onehots.sum(1), torch.ones(2, N, N))
+        # each photo is one of the shards', its parsing as stored, flipped or not with its channels in some order
+        for source, onehot in zip(sources, onehots):
+            matches = []
+            for shard in shards:
+                stored = parts_onehot(torch.from_numpy(shard["source_parsing"])[None])[0]
+                for flipped in (stored, stored.flip(-1)):
+                    matches.append(torch.equal(onehot, flipped))
+            assert any(matches)
+        assert 0.0 <= float(sources.min()) and float(sources.max()) <= 1.0
 
 
 def test_recolouring_moves_every_image_and_the_part_statistics_together():
@@ -85,7 +105,7 @@ def test_the_exact_flow_in_a_crop_carries_the_next_frame_onto_the_pose_flipped_o
     # cropping, flipping and the reordering of the batch.
     warped_error, still_error = [], []
     for step in range(6):
-        columns, flows = draw_batch(shards, TrainingSettings(batch=4, crop=64), step)
+        columns, flows, _ = draw_batch(shards, TrainingSettings(batch=4, crop=64), step)
         truth = columns[-3]
         h = truth.shape[0] // 2
         for (flow, shown), (a, b) in zip(flows, ((truth[:h], truth[h:]), (truth[h:], truth[:h]))):
@@ -102,7 +122,7 @@ def test_the_exact_flow_in_a_crop_carries_the_next_frame_onto_the_pose_flipped_o
 
 
 def test_the_temporal_loss_asks_for_the_truths_change_and_not_for_stillness(shards):
-    columns, flows = draw_batch(shards, TrainingSettings(batch=4, crop=64), 1)
+    columns, flows, _ = draw_batch(shards, TrainingSettings(batch=4, crop=64), 1)
     truth = columns[-3]
     h = truth.shape[0] // 2
     assert float(temporal_loss(truth, truth, flows)) < 1e-6  # the truth changes as the truth does
@@ -113,7 +133,7 @@ def test_the_temporal_loss_asks_for_the_truths_change_and_not_for_stillness(shar
     assert float(temporal_loss(flicker, truth, flows)) > 0.1
 
 
-def test_the_train_command_refuses_an_odd_batch_and_shards_without_next_frames(tmp_path):
+def test_the_train_command_refuses_an_odd_batch_and_shards_it_cannot_train_on(tmp_path):
     import numpy as np
     from typer.testing import CliRunner
 
@@ -126,4 +146,8 @@ def test_the_train_command_refuses_an_odd_batch_and_shards_without_next_frames(t
     np.savez(tmp_path / "seed_0.npz", frame=np.zeros((1, 8, 8, 3), np.uint8))
     old = runner.invoke(app, ["train", "--folder", str(tmp_path), "--run", str(tmp_path / "run")])
     assert old.exit_code != 0 and "made before the next frames" in old.output
+    # shards with next frames but not the photo's parsing: the style codes cannot train on them
+    np.savez(tmp_path / "seed_0.npz", frame=np.zeros((1, 8, 8, 3), np.uint8), flow_to_next=np.zeros((1, 8, 8, 2)))
+    no_parsing = runner.invoke(app, ["train", "--style-codes", "--folder", str(tmp_path), "--run", str(tmp_path / "run")])
+    assert no_parsing.exit_code != 0 and "made before the photo's parsing" in no_parsing.output
     assert not (tmp_path / "run").exists()
