@@ -47,7 +47,7 @@ W_GRADIENT = 0.2
 W_TEMPORAL = 8.0
 # The style codes' KL term: small beside the image losses (about 0.6 in all), so the codes carry what
 # the photo shows and are only kept from drifting, as SPADE keeps its KL weight small.
-W_KL = 5e-4
+W_KL = 1e-4
 
 
 @dataclasses.dataclass
