@@ -35,9 +35,9 @@ import torch
 from PIL import Image
 
 from bodydance.stages.generator_switch import WEIGHTS
-from bodydance.stages.refiner import read_code_encoder, read_refiner
-from bodydance.stages.style_codes import parts_onehot, with_codes
-from bodydance.stages.style import StyleGenerator
+from bodydance.stages.refiner import edit_reach, read_code_encoder, read_refiner
+from bodydance.stages.style import StyleGenerator, generator_planes, part_planes
+from bodydance.stages.style_codes import CODE_DIMS, parts_onehot, with_codes
 from bodydance.training.pairs import DEFAULT_FOLDER as DATA
 from bodydance.training.pairs import GENERATOR_INPUTS, load_shards
 from bodydance_client import contract as C
@@ -112,6 +112,41 @@ def score_pairs(shards, generators, limit: int, encoder=None):
                 sheet.append(np.concatenate([shard["source_image"].transpose(1, 2, 0), truth,
                                              frames["deterministic"], frames["learned"]], 1))
     return rows, sheet
+
+
+def candidate_shares(shards, refiner, encoder=None, limit: int = 0) -> dict:
+    """What the refiner mixes where it may edit: each of its candidates' mean weight over the pixels of
+    its reach (:func:`~bodydance.stages.refiner.edit_reach`), on the dancer and on the rim outside them,
+    over all pairs (read from the shard's 8-bit deterministic frame, which the served refiner sees
+    before rounding). -> {"dancer" | "rim": {candidate: share}, "reach on the dancer": share of the
+    dancer's pixels within reach}."""
+    totals = {"dancer": torch.zeros(len(refiner.candidates)), "rim": torch.zeros(len(refiner.candidates))}
+    counts, dancer_pixels, pairs = {"dancer": 0.0, "rim": 0.0}, 0.0, 0
+    for shard in shards:
+        style = shard_region_style(shard, encoder)
+        for k in range(len(shard["frame"])):
+            if limit and pairs >= limit:
+                break
+            pairs += 1
+            inputs = generator_inputs(shard, k, region_style=style)
+            source, background = (inputs[name].float() / 255.0 for name in ("source_image", "background"))
+            planes = generator_planes(source, background, style, inputs["correspondence_flow"],
+                                      inputs["source_visibility"], inputs["target_parsing"])
+            seen, onehot, refilled, part_style, generated = planes.refiner_inputs()
+            codes = (part_planes(style[..., CODE_DIMS], onehot),) if refiner.code_dim else ()
+            frame = torch.from_numpy(shard["frame"][k]).permute(2, 0, 1)[None].float() / 255.0
+            with torch.no_grad():
+                weights = refiner.mixing_weights(frame, background, seen, onehot, refilled, part_style, *codes)
+            _, reach = edit_reach(seen, generated, onehot)
+            dancer = planes.person
+            for name, where in (("dancer", reach * dancer), ("rim", reach * (1.0 - dancer))):
+                totals[name] += (weights * where).sum((0, 2, 3))
+                counts[name] += float(where.sum())
+            dancer_pixels += float(dancer.sum())
+    shares = {name: {c: float(t) / max(counts[name], 1.0) for c, t in zip(refiner.candidates, totals[name])}
+              for name in totals}
+    shares["reach on the dancer"] = counts["dancer"] / max(dancer_pixels, 1.0)
+    return shares
 
 
 def paired_interval(rows, key_a: str, key_b: str, resamples: int = 2000, seed: int = 0):
@@ -203,7 +238,9 @@ def main():
     if not shards:
         raise SystemExit(f"no held-out shards in {args.folder}: run `python -m bodydance.training data`")
     generators = {"deterministic": StyleGenerator(), "learned": StyleGenerator(refiner)}
-    rows, sheet = score_pairs(shards, generators, args.pairs, read_code_encoder(args.weights))
+    encoder = read_code_encoder(args.weights)
+    rows, sheet = score_pairs(shards, generators, args.pairs, encoder)
+    shares = candidate_shares(shards, refiner, encoder, args.pairs)
     summary = {}
     for region in REGIONS:
         for metric in ("psnr", "ssim"):
@@ -216,12 +253,11 @@ def main():
                             "blurred": float(np.nanmean([r[f"{BLURRED} {key}"] for r in rows])),
                             "blurred_gain": blur_gain, "blurred_gain_95": blur_interval}
     cost = frame_path_cost(shards, generators, args.rounds)
-    encoder = read_code_encoder(args.weights)
     code_parameters = 0 if encoder is None else sum(p.numel() for p in encoder.parameters())
     scenes = len({r["seed"] for r in rows})
     result = {"pairs": len(rows), "scenes": scenes, "summary": summary, "frame_path_ms": cost,
               "cost_ratio": cost["learned"] / cost["deterministic"], "refiner_parameters": refiner.parameter_count(),
-              "code_encoder_parameters": code_parameters,
+              "code_encoder_parameters": code_parameters, "candidate_shares": shares,
               "per_pair": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=1))
@@ -241,6 +277,11 @@ def main():
               f"deterministic {cost['deterministic']:.1f} ms, learned {cost['learned']:.1f} ms "
               f"(ratio {result['cost_ratio']:.2f}; goal <= 2). Refiner: {refiner.parameter_count()} parameters"
               + (f", style code encoder (once per photo, in style_encoder): {code_parameters}." if code_parameters else "."), "",
+              f"What the refiner mixes where it may edit (mean weight, all pairs), on the dancer "
+              f"({shares['reach on the dancer']:.0%} of the dancer's pixels are within its reach): "
+              + ", ".join(f"{name} {share:.1%}" for name, share in shares["dancer"].items())
+              + "; on its rim outside them: " + ", ".join(f"{name} {share:.1%}" for name, share in shares["rim"].items())
+              + " (there the frame is mostly the plate already).", "",
               f"Refiner weights: `{shown_path(args.weights)}`. Sheet (`{stem}_sheet.png`), per row: photo, truth, deterministic, learned."]
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     if sheet:
