@@ -3,7 +3,8 @@
     python -m bodydance.training data                 # pairs into ~/.cache/bodydance/training (resumes)
     python -m bodydance.training train --steps 4000   # trains (resumes from runs/style_refiner), then
                                                       # writes bodydance/data/style_refiner.safetensors,
-                                                      # its log and loss curves
+                                                      # its log and loss curves (--style-codes: with the
+                                                      # region code encoder, a trial that did not ship)
     python -m bodydance.training plate --steps 2000   # the plate inpainter (resumes from runs/plate_inpainter):
                                                       # bodydance/data/plate_inpainter.safetensors, log, curves
 
