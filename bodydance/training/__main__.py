@@ -98,6 +98,7 @@ def train(folder: Path = typer.Option(DATA / "train", help="training shards"),
         settings.temporal_weight = temporal_weight
     if not recolour:
         settings.grey_share, settings.shuffle_channels = 0.0, False
+    _check_resumable(run, settings)
     with _progress() as bar:
         task = bar.add_task("training", total=steps, note="")
         model = train_refiner(shards, run, settings, device=device,
@@ -110,6 +111,15 @@ def train(folder: Path = typer.Option(DATA / "train", help="training shards"),
     # Weights written elsewhere than the committed ones are a trial: their curves go beside them.
     plot_curves(run / "log.csv", CURVES if weights == WEIGHTS else weights.with_name(weights.stem + "_training.png"))
     typer.echo(f"{model.parameter_count()} parameters, {pairs} pairs from {len(shards)} scenes -> {weights}")
+
+
+def _check_resumable(run: Path, settings) -> None:
+    from bodydance.training.loop import SettingsMismatch, check_resumable
+
+    try:
+        check_resumable(run, settings)
+    except SettingsMismatch as error:
+        raise typer.BadParameter(str(error), param_hint="--run") from None
 
 
 @app.command()
@@ -126,6 +136,7 @@ def plate(run: Path = typer.Option(PLATE_RUN, help="checkpoint and log folder (a
     from bodydance.training.plate_training import train as train_plate
 
     settings = PlateSettings(steps=steps, batch=batch, samples=samples, learning_rate=learning_rate, seed=seed)
+    _check_resumable(run, settings)
     with _progress() as bar:
         task = bar.add_task("samples", total=None, note="Telea fills")
         data = make_samples(settings)

@@ -43,6 +43,7 @@ def train_resumably(make_model: Callable[[], torch.nn.Module], run: Path, settin
     step, elapsed = 0, 0.0
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
+        check_same_run(run, state["settings"], settings)
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         step, elapsed = state["step"], state["elapsed_s"]
@@ -73,6 +74,35 @@ def train_resumably(make_model: Callable[[], torch.nn.Module], run: Path, settin
             if progress is not None:
                 progress(step, float(loss["total"].detach()))
     return model.eval()
+
+
+# Settings a resumed run may change: how long it trains and how often it saves.
+RESUMABLE_CHANGES = ("steps", "checkpoint_every")
+
+
+class SettingsMismatch(ValueError):
+    """A run folder was started with other training settings than those asked to resume it."""
+
+
+def check_same_run(run: Path, saved: dict, settings) -> None:
+    """Refuse to resume ``run`` (saved with ``saved`` settings) with ``settings`` that differ in more than
+    :data:`RESUMABLE_CHANGES`: the checkpoint would go on under other losses or data, or not load at
+    all, and the log would mix the two. Settings a run saved before they existed count as their defaults."""
+    asked = dataclasses.asdict(settings)
+    defaults = dataclasses.asdict(type(settings)())
+    differing = {k: ({**defaults, **saved}.get(k), v) for k, v in asked.items()
+                 if k not in RESUMABLE_CHANGES and {**defaults, **saved}.get(k) != v}
+    if differing:
+        listed = ", ".join(f"{k} {was!r} (asked {now!r})" for k, (was, now) in differing.items())
+        raise SettingsMismatch(f"{run} was trained with other settings: {listed}; resume it with its own "
+                               "settings or start another run folder")
+
+
+def check_resumable(run: Path, settings) -> None:
+    """:func:`check_same_run` against ``run``'s checkpoint, when it has one (before any data is made)."""
+    checkpoint = run / "checkpoint.pt"
+    if checkpoint.exists():
+        check_same_run(run, torch.load(checkpoint, map_location="cpu", weights_only=True)["settings"], settings)
 
 
 def _save(path: Path, state: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from bodydance.training.plate_training import PlateSettings, make_samples, person_shaped_mask, train
@@ -38,3 +39,30 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
     halves = train(samples, tmp_path / "halves", settings)
     for (name, a), b in zip(whole.state_dict().items(), halves.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_a_run_is_resumed_only_with_its_own_settings(tmp_path):
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    from bodydance.training.__main__ import app
+    from bodydance.training.loop import SettingsMismatch, check_same_run
+    from bodydance.training.plate_training import PlateSettings
+    from bodydance.training.refiner_training import TrainingSettings
+
+    saved = dataclasses.asdict(TrainingSettings())
+    check_same_run(tmp_path, saved, TrainingSettings(steps=9000, checkpoint_every=10))  # longer: allowed
+    with pytest.raises(SettingsMismatch, match="grey_share 0.2 \\(asked 0.0\\)"):
+        check_same_run(tmp_path, saved, TrainingSettings(grey_share=0.0))
+    older = {k: v for k, v in saved.items() if k != "style_codes"}  # saved before the setting existed
+    check_same_run(tmp_path, older, TrainingSettings())
+    with pytest.raises(SettingsMismatch, match="style_codes"):
+        check_same_run(tmp_path, older, TrainingSettings(style_codes=True))
+    # the command refuses before it makes any data, naming the run and what differs
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"settings": dataclasses.asdict(PlateSettings(batch=4))}, run / "checkpoint.pt")
+    result = CliRunner().invoke(app, ["plate", "--run", str(run), "--weights", str(tmp_path / "w.safetensors")])
+    assert result.exit_code != 0 and "other settings" in result.output and "batch" in result.output
+    assert not (tmp_path / "w.safetensors").exists()
