@@ -17,7 +17,7 @@ import torch
 
 from bodydance.geometry import sample_ndc
 from bodydance.stages.plate_inpainter import person_hole
-from bodydance.stages.style_codes import CODE_DIMS, FIRST_CODE_DIM
+from bodydance.stages.style_codes import CODE_DIMS, FIRST_CODE_DIM, parts_onehot
 from bodydance_client.contract import NUM_PARTS, PART_NAMES, STYLE_DIM
 
 HEAD, HAND = PART_NAMES.index("head"), PART_NAMES.index("hand")
@@ -74,8 +74,7 @@ class StyleEncoder(torch.nn.Module):
     def region_style(self, source_image, person_mask, source_parsing):
         """``[B,P,16]``: the codes alone (``person_mask`` gives the float dtype only)."""
         source_image = unit_image(source_image, person_mask)
-        ids = torch.arange(NUM_PARTS, device=source_image.device).reshape(1, -1, 1, 1)
-        onehot = (source_parsing.to(torch.int64) == ids).to(source_image.dtype)  # [B,P,N,N]
+        onehot = parts_onehot(source_parsing, source_image.dtype)  # [B,P,N,N]
         # Sums are taken over pixels pre-divided by the pixel count: a raw sum over
         # 256*256 pixels overflows FP16 (max 65504), which the export's FP16 check caught.
         pixel_count = source_image.shape[2] * source_image.shape[3]
@@ -223,11 +222,9 @@ def generator_planes(source_image, background, region_style, correspondence_flow
                      copy_from_person_only: bool = True) -> GeneratorPlanes:
     """Images as [0, 1] floats ``[B,3,N,N]``; the rest as the generator's inputs. ``seen`` is the
     visibility, less (``copy_from_person_only``) pixels whose flow lands off the photo's person."""
-    labels = target_parsing.to(torch.int64)  # [B,1,N,N]
-    ids = torch.arange(NUM_PARTS, device=labels.device).reshape(1, -1, 1, 1)
-    onehot = (labels == ids).to(source_image.dtype)  # [B,P,N,N]
+    onehot = parts_onehot(target_parsing, source_image.dtype)  # [B,P,N,N]
     style = part_planes(region_style[..., :6], onehot)
-    person = (labels > 0).to(source_image.dtype)
+    person = (target_parsing.to(torch.int64) > 0).to(source_image.dtype)
     refilled = ((background - source_image).abs().amax(1, keepdim=True) > 1.0 / 512).to(source_image.dtype)
     seen = (source_visibility > 0.5).to(source_image.dtype)
     if copy_from_person_only:
