@@ -15,7 +15,9 @@ shows how much of a gain that alone buys (and it blurs the surface the photo sho
 refiner is built never to do).
 
 Also the per-frame cost on this CPU: the frame path's three ONNX models in ONNX Runtime, with
-each generator exported from PyTorch in this run, rounds alternating.
+each generator exported from PyTorch in this run, rounds alternating; and what the refiner mixes
+where it may edit (each candidate's mean weight, on the dancer and on the rim outside them). Weights
+trained with style codes (``train --style-codes``) are scored with their codes in the region style.
 
     python benchmarks/learned_generator.py [--pairs 0 (all)] [--rounds 20] [--weights W --label L]
 Writes benchmarks/results/learned_generator.{md,json} and learned_generator_sheet.png.
