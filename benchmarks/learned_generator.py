@@ -41,7 +41,7 @@ from bodydance.stages.refiner import edit_reach, read_code_encoder, read_refiner
 from bodydance.stages.style import StyleGenerator, generator_planes, part_planes
 from bodydance.stages.style_codes import CODE_DIMS, parts_onehot, with_codes
 from bodydance.training.pairs import DEFAULT_FOLDER as DATA
-from bodydance.training.pairs import GENERATOR_INPUTS, load_shards
+from bodydance.training.pairs import GENERATOR_INPUTS, has_source_parsing, load_shards
 from bodydance_client import contract as C
 from synthetic_transfer import region_scores
 
@@ -65,7 +65,7 @@ def shard_region_style(shard: dict, encoder=None) -> torch.Tensor:
     style = torch.from_numpy(shard["region_style"])[None]
     if encoder is None:
         return style
-    if "source_parsing" not in shard:
+    if not has_source_parsing(shard):
         raise SystemExit("these shards hold no source_parsing, which the style codes read: run "
                          "`python -m bodydance.training data` (it remakes them)")
     source = torch.from_numpy(shard["source_image"])[None].float() / 255.0

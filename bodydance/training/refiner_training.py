@@ -34,7 +34,7 @@ from bodydance.stages.style import generator_planes, part_planes
 from bodydance.stages.style_codes import CODE_DIM, RegionCodeEncoder, kl_to_prior, parts_onehot, sample_codes
 from bodydance.stages.weights import parameter_count
 from bodydance.training.loop import train_resumably
-from bodydance.training.pairs import NEXT, TEMPORAL_FLOWS
+from bodydance.training.pairs import NEXT, TEMPORAL_FLOWS, has_source_parsing
 
 UNSEEN_WEIGHT = 3.0
 # Beside L1 (whose optimum is the median) the squared error (the mean; what PSNR scores) leads: at 2.0
@@ -173,7 +173,7 @@ def draw_batch(shards: List[dict], settings: TrainingSettings, step: int):
             tensors = [t[window] for t in tensors]
             items.append([t.flip(-1) if flip else t for t in tensors])
         temporal.append([_surface_flow_in_window(shard, k, keys, top, left, settings.crop, flip) for keys in TEMPORAL_FLOWS])
-        if "source_parsing" in shard:
+        if has_source_parsing(shard):
             parts = parts_onehot(torch.from_numpy(shard["source_parsing"])[None])
             sources.append([t.flip(-1) if flip else t for t in (source, parts)])
     # now and next were appended alternately: reorder to all poses, then all next frames
