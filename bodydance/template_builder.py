@@ -1,7 +1,10 @@
 """Build a dance template from a driving video: per-frame reconstruction, then temporal smoothing.
 
 Each frame goes through the same subject-side reconstruction as a photo
-(MediaPipe + fit), following one dancer through the frames. The pose is smoothed in time on rotation matrices (a
+(MediaPipe + fit), following one dancer through the frames. Which way the dancer faces is decided
+for stretches of frames between profiles, not frame by frame (a face missed in a few frames would
+otherwise spin the body round for them), and frames that decided otherwise on their own are fitted
+again. The pose is smoothed in time on rotation matrices (a
 Gaussian window, re-orthonormalised), the root motion comes from the fitted
 camera's offsets (converted to metres with the median scale), and frames where
 nobody was found are filled from their neighbours.
@@ -18,6 +21,7 @@ from typing import Callable, Optional
 import av
 import numpy as np
 
+from bodydance.stages.reconstruction.facing import facing_through_video
 from bodydance.stages.reconstruction.landmarks import VISIBLE
 from bodydance.stages.reconstruction.subject import Reconstructor
 from bodydance.skeleton import axis_angle_to_matrix, matrix_to_axis_angle
@@ -95,39 +99,68 @@ class PersonFollower:
             self.box = None
 
 
+def _refit_turned_frames(path: Path, reconstruct: Reconstructor, regions: list, evidence: list, verdicts: list,
+                         poses: list, cameras: list) -> int:
+    """Fit again, in place, the frames whose own facing verdict disagrees with their stretch's; how many."""
+    decided = facing_through_video(evidence)
+    turned = {i: front for i, (front, verdict) in enumerate(zip(decided, verdicts))
+              if front is not None and verdict in ("front", "back") and front != (verdict == "front")}
+    if not turned:
+        return 0
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(container.streams.video[0])):
+            if i > max(turned):
+                break
+            if i in turned:
+                try:
+                    fit = reconstruct(frame.to_ndarray(format="rgb24"), region=regions[i], front=turned[i])
+                except NoPersonError:  # keep the frame's own fit
+                    continue
+                poses[i], cameras[i] = fit.source_pose, fit.camera
+    return len(turned)
+
+
 def build_template(video: os.PathLike, name: str, *, sigma_frames: float = 1.5, max_frames: int = 18_000,
                    progress: Optional[Callable[[int], None]] = None) -> Template:
     path = Path(video)
     if not path.is_file():
         raise BadTemplateError(f"{path}: no such video")
     poses, cameras, found = [], [], []
+    regions, evidence, verdicts = [], [], []  # per frame: where the dancer was looked for, and facing
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as err:
         raise BadTemplateError(f"{path}: not a readable video ({err})") from err
     # The whole frame is the working square (frame_person=False), so the cameras of all frames share
     # one image frame and their offsets are the root motion.
-    with container, Reconstructor(frame_person=False) as reconstruct:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate or 30)
-        follow = PersonFollower()
-        for i, frame in enumerate(container.decode(stream)):
-            if i >= max_frames:
-                raise BadTemplateError(f"{path}: longer than {max_frames} frames")
-            image = frame.to_ndarray(format="rgb24")
-            try:
-                fit = reconstruct(image, region=follow.region(image.shape[:2]))
-                follow.saw(fit)
-                poses.append(fit.source_pose)
-                cameras.append(fit.camera)
-                found.append(True)
-            except NoPersonError:
-                follow.missed()
-                poses.append(np.zeros((24, 3), np.float32))
-                cameras.append(np.zeros(3, np.float32))
-                found.append(False)
-            if progress:
-                progress(i + 1)
+    with Reconstructor(frame_person=False) as reconstruct:
+        with container:
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or 30)
+            follow = PersonFollower()
+            for i, frame in enumerate(container.decode(stream)):
+                if i >= max_frames:
+                    raise BadTemplateError(f"{path}: longer than {max_frames} frames")
+                image = frame.to_ndarray(format="rgb24")
+                regions.append(follow.region(image.shape[:2]))
+                try:
+                    fit = reconstruct(image, region=regions[-1])
+                    follow.saw(fit)
+                    poses.append(fit.source_pose)
+                    cameras.append(fit.camera)
+                    found.append(True)
+                    evidence.append(fit.facing_evidence)
+                    verdicts.append(fit.facing)
+                except NoPersonError:
+                    follow.missed()
+                    poses.append(np.zeros((24, 3), np.float32))
+                    cameras.append(np.zeros(3, np.float32))
+                    found.append(False)
+                    evidence.append(None)
+                    verdicts.append(None)
+                if progress:
+                    progress(i + 1)
+        _refit_turned_frames(path, reconstruct, regions, evidence, verdicts, poses, cameras)
     found = np.asarray(found)
     if not len(found):
         raise BadTemplateError(f"{path}: the video has no frames")

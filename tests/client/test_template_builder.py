@@ -113,3 +113,56 @@ def test_a_template_stays_on_its_dancer_when_someone_else_comes_into_view(video_
     built_arms, true_arms = _arm_heights(built.poses), _arm_heights(true_poses)
     assert np.corrcoef(built_arms[8:], true_arms[8:])[0, 1] > 0.9  # still the dancer's jumping jacks
     assert np.abs(built.translations[8:, 0]).max() < 0.5  # the root did not leap to the man on the right
+
+
+def _yaw_deg(pose) -> float:
+    from bodydance.skeleton import axis_angle_to_matrix
+
+    forward = axis_angle_to_matrix(np.asarray(pose[0], np.float64)) @ np.array([0.0, 0.0, 1.0])
+    return float(np.degrees(np.arctan2(forward[0], forward[2])))
+
+
+def test_frames_where_the_face_is_missed_are_not_spun_round(driving_video, monkeypatch):
+    """The dancer faces the camera throughout; the face detector misses the face in a few frames (as it
+    does on small or backlit faces). On its own such a frame is fitted as a back; in the template the
+    stretch's faces decide and every frame faces front."""
+    import av
+
+    from bodydance.stages.reconstruction import subject
+    from bodydance.template_builder import build_template
+
+    video, true_poses = driving_video
+    missed_calls = {3, 4, 5, 11, 19}
+    calls = []
+
+    def face_in(self, photo, box):
+        calls.append(box)
+        return len(calls) - 1 not in missed_calls
+
+    monkeypatch.setattr(subject.Reconstructor, "_face_in", face_in)
+    with av.open(str(video)) as container:
+        frame = next(container.decode(container.streams.video[0])).to_ndarray(format="rgb24")
+    with subject.Reconstructor(frame_person=False) as reconstruct:
+        calls[:] = [None] * 3  # the next call is a missed one
+        alone = reconstruct(frame)
+    assert alone.facing == "back" and abs(_yaw_deg(alone.source_pose)) > 150  # what one frame decides alone
+
+    calls.clear()
+    built = build_template(video, "missed_faces", sigma_frames=0)
+    assert len(calls) == len(true_poses)  # the face was looked for once per frame, not again on refitting
+    yaws = np.array([abs(_yaw_deg(pose)) for pose in built.poses])
+    assert yaws.max() < 30, yaws.round()
+
+
+def test_a_video_decides_facing_per_stretch_between_profiles():
+    from bodydance.stages.reconstruction.facing import FacingEvidence, facing_through_video
+
+    front_face, front_no_face = FacingEvidence(True, True), FacingEvidence(True, False)
+    profile, unlooked = FacingEvidence(None, None), FacingEvidence(True, None)
+    video = ([front_face, front_no_face, front_face, front_no_face, front_face]  # face seen: the front
+             + [profile]  # the dancer turns
+             + [front_no_face] * 9 + [front_face]  # a face in 1 of 10: the back
+             + [None]  # lost
+             + [unlooked] * 3)  # nothing to decide from
+    decided = facing_through_video(video)
+    assert decided == [True] * 5 + [None] + [False] * 10 + [None] + [None] * 3

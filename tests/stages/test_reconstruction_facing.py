@@ -77,3 +77,19 @@ def test_the_shoulders_order_says_front_back_or_profile():
     for left_x, expected in ((140, True), (60, False), (105, None)):
         xy[11], xy[12] = (left_x, 100), (200 - left_x, 100)
         assert shoulders_say_front(xy, visibility) is expected
+
+
+def test_a_face_dark_against_the_sky_is_found_with_its_levels_stretched(reconstructor):
+    """The Sports2D dancer's head in frame 17: he faces the camera, backlit; the detectors miss his face
+    as the crop is (the fit would dance his back), and find it once its levels are stretched."""
+    from PIL import Image
+
+    from bodydance.stages.reconstruction.facing import levels_stretched
+
+    head = np.asarray(Image.open(Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "sports2d_head.png")
+                      .convert("RGB"))
+    box = (0, 0, head.shape[1], head.shape[0])
+    crop, _ = reconstructor._head_crop(head, box)
+    assert not any(detector.process(crop).detections for detector in reconstructor._faces)
+    assert any(detector.process(levels_stretched(crop)).detections for detector in reconstructor._faces)
+    assert reconstructor._face_in(head, box)

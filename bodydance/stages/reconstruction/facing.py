@@ -14,11 +14,16 @@ fit then dances a faceless front. Two pieces of evidence decide instead:
 When they disagree, the face wins: the landmarks are mirrored front to back (left and right
 swapped, depth negated), which keeps every point where the photo shows it. A profile (the
 shoulders nearly on one line) is left as Pose saw it.
+
+A video has more evidence than one frame: the template builder decides for whole stretches of
+frames (``facing_through_video``) and hands each frame's decision back in (``front=``), because
+a small or backlit face is missed in many frames where it is there.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import dataclasses
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,6 +38,26 @@ for _a, _b in _PAIRS:
 MIN_HEAD_PX = 8.0  # a smaller head cannot tell a face from a back
 PROFILE_SHARE = 0.25  # shoulders closer in the image than this share of the torso's length: a profile
 HEAD = tuple(range(11))  # nose, eyes, ears, mouth
+# A stretch of video between profiles faces front when a face is found in at least this share of its
+# frames that could show one. Measured (benchmarks/facing_evidence.py): a face is found on 15 % of
+# rendered backs of heads and on 82 % of the backlit Sports2D dancer's frames facing the camera.
+FACE_SHARE = 0.4
+
+
+@dataclasses.dataclass(frozen=True)
+class FacingEvidence:
+    """What one image says about which way the person faces."""
+
+    shoulders_front: Optional[bool]  # the left shoulder on the image's right; None: a profile or unseen
+    face_seen: Optional[bool]  # a face detector found a face on the head; None: not looked for
+
+
+def levels_stretched(crop: np.ndarray) -> np.ndarray:
+    """``crop`` (uint8) with its 2nd to 98th percentile of levels spread over 0-255: a face dark against
+    a bright sky, which the face detectors miss, as they find it in a well exposed photo."""
+    low, high = np.percentile(crop, (2, 98))
+    spread = (crop.astype(np.float32) - low) * (255.0 / max(float(high - low), 1.0))
+    return np.ascontiguousarray(np.clip(spread, 0, 255).astype(np.uint8))
 
 
 def mirror_front_to_back(image_lm: np.ndarray, world_lm: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -77,23 +102,51 @@ def head_box(xy_px: np.ndarray, visibility: np.ndarray, width: int, height: int)
 
 
 def decide_facing(image_lm: np.ndarray, world_lm: np.ndarray, width: int, height: int,
-                  face_found) -> Tuple[np.ndarray, np.ndarray, str]:
-    """Landmarks turned the way the evidence says the person faces, and why.
+                  face_found, front: Optional[bool] = None) -> Tuple[np.ndarray, np.ndarray, str, FacingEvidence]:
+    """Landmarks turned the way the evidence says the person faces, the verdict and the evidence.
 
     image_lm: ``[33, 3]`` with x, y normalised to the image; ``face_found(box) -> bool`` runs a face
-    detector on the ``(x0, y0, x1, y1)`` px crop. Returns (image_lm, world_lm, verdict) with verdict one
-    of "front", "back", "profile" or "unknown" (nothing to decide from).
+    detector on the ``(x0, y0, x1, y1)`` px crop. ``front``, when given, is a decision already made
+    from more evidence (a video's): it replaces the face detector. Returns (image_lm, world_lm,
+    verdict, evidence) with verdict one of "front", "back", "profile" or "unknown" (nothing to
+    decide from).
     """
     xy = image_lm[:, :2] * [width, height]
     visibility = image_lm[:, 2]
-    front = shoulders_say_front(xy, visibility)
+    shoulders = shoulders_say_front(xy, visibility)
+    if shoulders is None:
+        verdict = "profile" if visibility[[11, 12]].min() >= VISIBLE else "unknown"
+        return image_lm, world_lm, verdict, FacingEvidence(None, None)
+    face = None
     if front is None:
-        return image_lm, world_lm, "profile" if visibility[[11, 12]].min() >= VISIBLE else "unknown"
-    box = head_box(xy, visibility, width, height)
-    if box is None:
-        return image_lm, world_lm, "front" if front else "back"
-    face = bool(face_found(box))
-    if face == front:
-        return image_lm, world_lm, "front" if front else "back"
+        box = head_box(xy, visibility, width, height)
+        if box is None:
+            return image_lm, world_lm, "front" if shoulders else "back", FacingEvidence(shoulders, None)
+        face = front = bool(face_found(box))
+    evidence = FacingEvidence(shoulders, face)
+    if front == shoulders:
+        return image_lm, world_lm, "front" if front else "back", evidence
     mirrored_image, mirrored_world = mirror_front_to_back(image_lm, world_lm)
-    return mirrored_image, mirrored_world, "front" if face else "back"
+    return mirrored_image, mirrored_world, "front" if front else "back", evidence
+
+
+def facing_through_video(evidence: Sequence[Optional[FacingEvidence]],
+                         face_share: float = FACE_SHARE) -> List[Optional[bool]]:
+    """Per frame: True (front), False (back) or None (keep the frame's own verdict).
+
+    ``evidence`` holds one entry per frame, None where the person was not found. A person turns from
+    front to back only through a profile, so the frames between two profiles (or gaps) face one way:
+    the front when a face was found in at least ``face_share`` of those that could show one, else the
+    back. A stretch with no frame that could show a face is left to its frames.
+    """
+    decided: List[Optional[bool]] = [None] * len(evidence)
+    start = 0
+    for end in range(len(evidence) + 1):
+        if end < len(evidence) and evidence[end] is not None and evidence[end].shoulders_front is not None:
+            continue
+        looked = [evidence[k].face_seen for k in range(start, end) if evidence[k].face_seen is not None]
+        if looked:
+            front = sum(looked) >= face_share * len(looked)
+            decided[start:end] = [front] * (end - start)
+        start = end + 1
+    return decided

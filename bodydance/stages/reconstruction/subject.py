@@ -24,7 +24,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from bodydance.stages.reconstruction.facing import decide_facing, head_box
+from bodydance.stages.reconstruction.facing import FacingEvidence, decide_facing, head_box, levels_stretched
 from bodydance.stages.reconstruction.head_tilt import CHIN_LANDMARK, FOREHEAD_LANDMARK, level_head
 from bodydance.stages.reconstruction.fit import fit_body
 from bodydance.stages.reconstruction.framing import choose_square, dance_offset_m
@@ -58,6 +58,7 @@ class SubjectReconstruction:
     joint_confidence: np.ndarray  # [24] float32 in [0, 1]
     reprojection_px: float  # RMS distance, in pixels of the N x N image, of fitted to observed confident joints
     facing: str = "unknown"  # which way the evidence says the person faces: front, back, profile or unknown
+    facing_evidence: Optional[FacingEvidence] = None  # what this photo alone said about it
 
 
 def _search_windows(width: int, height: int, side: int):
@@ -143,10 +144,12 @@ class Reconstructor:
         return crop, f
 
     def _face_in(self, photo: np.ndarray, box) -> bool:
-        """Whether the face detector finds a face in ``photo[y0:y1, x0:x1]``."""
+        """Whether a face detector finds a face in ``photo[y0:y1, x0:x1]``, as it is or with its levels
+        stretched (benchmarks/facing_evidence.py: more backlit faces found, few more on backs)."""
         crop, _ = self._head_crop(photo, box)
         with self._lock:
-            return any(detector.process(crop).detections for detector in self._faces)
+            return any(detector.process(image).detections
+                       for image in (crop, levels_stretched(crop)) for detector in self._faces)
 
     def _face_line(self, photo: np.ndarray, box) -> Optional[np.ndarray]:
         """``[2, 2]`` photo px: the face's chin and forehead (Face Mesh) in the head box, or None."""
@@ -231,15 +234,17 @@ class Reconstructor:
             mask[y0:y1, x0:x1] = np.asarray(result.segmentation_mask, np.float32)
         return image_lm, world_lm, mask
 
-    def __call__(self, photo: np.ndarray, resolution: Optional[int] = None, region=None) -> SubjectReconstruction:
+    def __call__(self, photo: np.ndarray, resolution: Optional[int] = None, region=None,
+                 front: Optional[bool] = None) -> SubjectReconstruction:
         """``region``: ``(x0, y0, x1, y1)`` photo px to look for the person in (a video following one
-        person); None looks at the whole photo and fits its most prominent person."""
+        person); None looks at the whole photo and fits its most prominent person. ``front``: which way
+        the person faces, decided elsewhere (a video's frames together); None decides from this photo."""
         check_photo(photo)
         n = int(resolution or self.resolution)
         h, w = photo.shape[:2]
         image_lm, world_lm, mask, people = self._detect(photo, region)
-        image_lm, world_lm, facing = decide_facing(
-            image_lm, world_lm, w, h, lambda box: self._face_in(photo, box))
+        image_lm, world_lm, facing, evidence = decide_facing(
+            image_lm, world_lm, w, h, lambda box: self._face_in(photo, box), front=front)
         if mask is None:
             raise NoPersonError("no person found in the photo (the segmentation came back empty)")
 
@@ -292,6 +297,7 @@ class Reconstructor:
             joint_confidence=np.clip(confidence, 0.0, 1.0).astype(np.float32),
             reprojection_px=fit.rms_ndc * n / 2.0 * letterbox.side / square.side,
             facing=facing,
+            facing_evidence=evidence,
         )
         for spec in C.SUBJECT_RECONSTRUCTION.outputs:
             value = getattr(out, spec.name)
