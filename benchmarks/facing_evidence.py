@@ -42,8 +42,7 @@ def face_found(reconstruct: Reconstructor, photo: np.ndarray, region=None):
     if box is None:
         return None
     crop, _ = reconstruct._head_crop(photo, box)
-    return tuple(any(detector.process(image).detections for detector in reconstruct._faces)
-                 for image in (crop, levels_stretched(crop)))
+    return reconstruct._detects_face(crop), reconstruct._detects_face(levels_stretched(crop))
 
 
 def renders(reconstruct: Reconstructor, scenes: int) -> dict:

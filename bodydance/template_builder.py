@@ -100,13 +100,13 @@ class PersonFollower:
 
 
 def _refit_turned_frames(path: Path, reconstruct: Reconstructor, regions: list, evidence: list, verdicts: list,
-                         poses: list, cameras: list) -> int:
-    """Fit again, in place, the frames whose own facing verdict disagrees with their stretch's; how many."""
+                         poses: list, cameras: list) -> None:
+    """Fit again, in place, the frames whose own facing verdict disagrees with their stretch's."""
     decided = facing_through_video(evidence)
     turned = {i: front for i, (front, verdict) in enumerate(zip(decided, verdicts))
               if front is not None and verdict in ("front", "back") and front != (verdict == "front")}
     if not turned:
-        return 0
+        return
     with av.open(str(path)) as container:
         for i, frame in enumerate(container.decode(container.streams.video[0])):
             if i > max(turned):
@@ -117,7 +117,6 @@ def _refit_turned_frames(path: Path, reconstruct: Reconstructor, regions: list, 
                 except NoPersonError:  # keep the frame's own fit
                     continue
                 poses[i], cameras[i] = fit.source_pose, fit.camera
-    return len(turned)
 
 
 def build_template(video: os.PathLike, name: str, *, sigma_frames: float = 1.5, max_frames: int = 18_000,

@@ -147,9 +147,12 @@ class Reconstructor:
         """Whether a face detector finds a face in ``photo[y0:y1, x0:x1]``, as it is or with its levels
         stretched (benchmarks/facing_evidence.py: more backlit faces found, few more on backs)."""
         crop, _ = self._head_crop(photo, box)
+        return self._detects_face(crop) or self._detects_face(levels_stretched(crop))
+
+    def _detects_face(self, crop: np.ndarray) -> bool:
+        """Whether either bundled face detector finds a face in ``crop`` (a head, as ``_head_crop`` sizes it)."""
         with self._lock:
-            return any(detector.process(image).detections
-                       for image in (crop, levels_stretched(crop)) for detector in self._faces)
+            return any(detector.process(crop).detections for detector in self._faces)
 
     def _face_line(self, photo: np.ndarray, box) -> Optional[np.ndarray]:
         """``[2, 2]`` photo px: the face's chin and forehead (Face Mesh) in the head box, or None."""
