@@ -76,7 +76,8 @@ def sports2d(reconstruct: Reconstructor) -> list:
         except NoPersonError:
             follow.missed()
             continue
-        follow.saw(fit)
+        if not follow.take(fit):
+            continue
         found = face_found(reconstruct, image, region)
         if found is not None:
             looks.append(found)

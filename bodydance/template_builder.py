@@ -26,7 +26,7 @@ from bodydance.stages.reconstruction.landmarks import VISIBLE
 from bodydance.stages.reconstruction.subject import Reconstructor
 from bodydance.skeleton import axis_angle_to_matrix, matrix_to_axis_angle
 from bodydance_client.contract import PhotoSquare
-from bodydance_client.errors import BadTemplateError, NoPersonError
+from bodydance_client.errors import BadTemplateError, NoPersonError, PhotoNotUprightError
 from bodydance_client.templates import Template, validate
 
 MAX_MISSING_SHARE = 0.5  # refuse a video where the dancer is missing from more frames than this
@@ -69,10 +69,15 @@ def _fill_missing(values: np.ndarray, found: np.ndarray) -> np.ndarray:
 
 class PersonFollower:
     """Keeps a video's template on one dancer: after the first frame that finds someone, each frame
-    looks only around where they were (a passer-by elsewhere in the frame is never fitted). After
-    ``patience`` frames without them it looks at the whole frame again."""
+    looks only around where they were (a passer-by elsewhere in the frame is never fitted), and a fit
+    whose centre is further from theirs than a person moves between frames is someone else (a
+    passer-by within that reach as the dancer leaves). After ``patience`` frames without them it looks
+    at the whole frame again."""
 
     REACH = 0.6  # of the person's size: how far beyond their last box to look (a jump, a step)
+    # of the person's size: how far their box centre may be from where they were last seen. Not grown
+    # with the frames missed since: a passer-by walking in would soon be within it.
+    MAX_STEP = 0.5
 
     def __init__(self, patience: int = 30):
         self.patience = patience
@@ -86,12 +91,27 @@ class PersonFollower:
         reach = self.REACH * max(x1 - x0, y1 - y0)
         return (x0 - reach, y0 - reach, x1 + reach, y1 + reach)
 
-    def saw(self, fit) -> None:
+    @staticmethod
+    def _joint_box(fit):
         square = PhotoSquare.from_tensor(fit.photo_square, fit.source_image.shape[-1])
         seen = fit.joint_confidence >= VISIBLE
         points = square.to_photo(fit.joints_2d[seen if seen.sum() >= 4 else slice(None)])
-        self.box = (*points.min(0), *points.max(0))
+        return (*points.min(0), *points.max(0))
+
+    def take(self, fit) -> bool:
+        """Follow ``fit`` and say True when it is the person followed (or nobody is yet); False, and a
+        frame without them, when its centre is too far from theirs to be them."""
+        box = self._joint_box(fit)
+        if self.box is not None:
+            x0, y0, x1, y1 = self.box
+            size = max(x1 - x0, y1 - y0)
+            step = np.hypot((box[0] + box[2] - x0 - x1) / 2, (box[1] + box[3] - y0 - y1) / 2)
+            if step > self.MAX_STEP * size:
+                self.missed()
+                return False
+        self.box = box
         self.misses = 0
+        return True
 
     def missed(self) -> None:
         self.misses += 1
@@ -144,14 +164,16 @@ def build_template(video: os.PathLike, name: str, *, sigma_frames: float = 1.5, 
                 regions.append(follow.region(image.shape[:2]))
                 try:
                     fit = reconstruct(image, region=regions[-1])
-                    follow.saw(fit)
+                except (NoPersonError, PhotoNotUprightError):  # a cartwheel is filled from its neighbours
+                    fit = None
+                    follow.missed()
+                if fit is not None and follow.take(fit):
                     poses.append(fit.source_pose)
                     cameras.append(fit.camera)
                     found.append(True)
                     evidence.append(fit.facing_evidence)
                     verdicts.append(fit.facing)
-                except NoPersonError:
-                    follow.missed()
+                else:
                     poses.append(np.zeros((24, 3), np.float32))
                     cameras.append(np.zeros(3, np.float32))
                     found.append(False)

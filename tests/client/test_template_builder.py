@@ -115,6 +115,65 @@ def test_a_template_stays_on_its_dancer_when_someone_else_comes_into_view(video_
     assert np.abs(built.translations[8:, 0]).max() < 0.5  # the root did not leap to the man on the right
 
 
+@pytest.fixture(scope="module")
+def video_where_the_dancer_leaves(tmp_path_factory):
+    """The rendered dancer on the left for 20 frames; then he is gone and, for 10 frames, a man stands
+    just right of where he was: within the follower's reach (Pose finds him there), his centre 0.6 of
+    the dancer's size from the dancer's."""
+    import cv2
+    from synthetic_transfer import Scene
+
+    from bodydance.body import BodyModel, load_open_body_arrays
+
+    rng = np.random.default_rng(11)
+    scene = Scene(BodyModel.open_body(), load_open_body_arrays(), rng)
+    truth = load_bundled("jumping_jacks")
+    man = cv2.cvtColor(cv2.imread(str(Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "sports2d.jpg")),
+                       cv2.COLOR_BGR2RGB)
+    man = cv2.resize(man, (round(man.shape[1] * 320 / man.shape[0]), 320), interpolation=cv2.INTER_AREA)
+    path = tmp_path_factory.mktemp("video") / "dancer_leaves.mp4"
+    with Mp4Writer(path, fps=15, crf=16) as writer:
+        for k, i in enumerate(range(0, 60, 2)):
+            dancer = scene.render(truth.poses[i], truth.translations[i])[0]
+            canvas = np.full((320, 720, 3), dancer[0, 0], np.uint8)
+            if k < 20:
+                canvas[32:32 + dancer.shape[0], 16:16 + dancer.shape[1]] = dancer
+            else:
+                canvas[:, 130:130 + man.shape[1]] = man
+            writer.write(canvas)
+    return path
+
+
+def test_a_template_does_not_take_a_passer_by_near_where_the_dancer_was_for_him(video_where_the_dancer_leaves):
+    from bodydance.template_builder import build_template
+
+    built = build_template(video_where_the_dancer_leaves, "left")
+    assert built.num_frames == 30
+    # The frames without the dancer hold where he was last seen: the root stays put (taking the man
+    # for him, it moved 0.98 m right).
+    assert np.abs(built.translations[20:] - built.translations[19]).max() < 0.05
+
+
+def test_frames_where_the_dancer_is_sideways_are_filled_not_refused(tmp_path):
+    """A cartwheel: three frames turned a quarter round. The photo check refuses such a person; in a
+    video they are frames without a fit, filled from their neighbours."""
+    from synthetic_transfer import Scene
+
+    from bodydance.body import BodyModel, load_open_body_arrays
+    from bodydance.template_builder import build_template
+
+    scene = Scene(BodyModel.open_body(), load_open_body_arrays(), np.random.default_rng(11))
+    truth = load_bundled("jumping_jacks")
+    path = tmp_path / "cartwheel.mp4"
+    with Mp4Writer(path, fps=15, crf=16) as writer:
+        for k, i in enumerate(range(0, 32, 2)):
+            frame = scene.render(truth.poses[i], truth.translations[i])[0]
+            writer.write(np.ascontiguousarray(np.rot90(frame)) if 6 <= k < 9 else frame)
+    built = build_template(path, "cartwheel")
+    assert built.num_frames == 16
+    assert np.isfinite(built.poses).all() and np.abs(built.translations).max() < 0.3
+
+
 def _yaw_deg(pose) -> float:
     from bodydance.skeleton import axis_angle_to_matrix
 

@@ -24,6 +24,8 @@ UPPER = [landmarks.J[n] for n in ("neck", "left_collar", "right_collar", "head",
 # A full-body photo, committed: a frame of the Sports2D package's demo video (BSD-3-Clause; source, crop and
 # licence in benchmarks/data/sports2d.LICENSE.txt). A man standing on a wall, arms out, head to feet in the picture.
 FULL_BODY_PHOTO = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "sports2d.jpg"
+# The same video's frame 9, whole and at half size (884 x 497): the man a third of the photo's height, legs apart.
+WIDE_PHOTO = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "sports2d_wide.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -311,6 +313,19 @@ def test_full_body_photo_from_a_package(reconstructor, full_body_photo):
     mask, silhouette = out.person_mask[0] > 0.5, _fitted_silhouette(out)
     assert (mask & silhouette).sum() / (mask | silhouette).sum() > 0.7
     assert out.person_mask[0, :20].max() < 0.2 and out.person_mask[0, -40:].max() < 0.2  # not the sky, not the wall
+
+
+def test_a_person_small_in_a_wide_photo_is_fitted_through_a_closer_look(reconstructor):
+    """Pose's first look at the whole photo places the man's legs wrongly (fitted body and person mask
+    overlap 0.66); seen again through a crop around him they agree."""
+    photo = cv2.cvtColor(cv2.imread(str(WIDE_PHOTO)), cv2.COLOR_BGR2RGB)
+    out = reconstructor(photo)
+    mask, silhouette = out.person_mask[0] > 0.5, _fitted_silhouette(out)
+    assert (mask & silhouette).sum() / (mask | silhouette).sum() > 0.75
+    seen = out.joint_confidence >= landmarks.VISIBLE
+    assert seen[LEGS].all()
+    error = np.linalg.norm(_fitted_2d(out) - out.joints_2d, axis=-1)[seen] / 2
+    assert error.max() < 0.03
 
 
 def test_several_people_are_counted_and_the_largest_is_fitted():

@@ -1,8 +1,9 @@
 """Stage 1 subject side, part 4: the MediaPipe reconstructor (``subject_reconstruction``).
 
 MediaPipe's bundled BlazePose *full* (``model_complexity=1``; 0 and 2 try to download
-their weights and fail) runs once on the photo itself (downsized to at most
-``detection_side`` px, never padded) and gives 33 landmarks in the image, the same
+their weights and fail) runs on the photo itself (downsized to at most
+``detection_side`` px, never padded), then once more on a crop around the person it
+found (:data:`CLOSER_LOOK_MARGIN`), and gives 33 landmarks in the image, the same
 landmarks in metric 3D, and a person segmentation. Image landmarks are mapped through
 the letterbox into NDC (:mod:`.photo`); the segmentation is letterboxed the same way
 (bars = 0) into ``person_mask``; the landmarks become SMPL joints (:mod:`.landmarks`)
@@ -36,6 +37,15 @@ from bodydance.stages.reconstruction.plate import background_plate
 from bodydance_client import contract as C
 from bodydance_client.errors import NoPersonError
 
+# Pose's detector sees the whole photo at 224 px: a small person's region is then placed and scaled
+# roughly, and the landmarks (legs above all) go wrong. A second look at a crop this much of the
+# person's size beyond their landmarks places it well (benchmarks/closer_look.py).
+CLOSER_LOOK_MARGIN = 0.25
+# Only where that crop spans at most this share of the photo's longer side: a person filling more of
+# the photo is already seen large (and a half-body portrait's crop would cut off the edge that tells
+# Pose the legs are out of the picture).
+CLOSER_LOOK_MAX_SHARE = 0.5
+CLOSER_LOOK_MIN_IOU = 0.5  # the second look must find the same person: landmark boxes overlapping this much
 MIN_PERSON_AREA = 0.01  # of the photo, for a separate person in the people count
 MIN_PERSON_HEIGHT_SHARE = 0.08  # of the photo height, likewise
 
@@ -68,6 +78,20 @@ def _search_windows(width: int, height: int, side: int):
     ys = sorted({*range(0, height - side + 1, side // 2), height - side})
     xs = sorted({*range(0, width - side + 1, side // 2), width - side})
     return [(x, y, x + side, y + side) for y in ys for x in xs]
+
+
+def _landmark_box(image_landmarks: np.ndarray, iw: int, ih: int):
+    """(x0, y0, x1, y1) px in an ``iw x ih`` image around the clearly visible ``[33, 3]`` landmarks
+    (all of them when fewer than four are)."""
+    seen = image_landmarks[:, 2] >= VISIBLE
+    points = image_landmarks[seen if seen.sum() >= 4 else slice(None), :2] * [iw, ih]
+    return (*points.min(0), *points.max(0))
+
+
+def _box_iou(a, b) -> float:
+    overlap = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - overlap
+    return overlap / union if union > 0 else 0.0
 
 
 class Reconstructor:
@@ -220,7 +244,27 @@ class Reconstructor:
             if not found:
                 raise NoPersonError("no person found in the photo")
             _, (x0, y0, x1, y1), result = max(found, key=lambda item: item[0])
-        return self._landmarks(result, (x0, y0, x1, y1), iw, ih) + (max(1, len(people)),)
+        landmarks = self._closer_look(image, self._landmarks(result, (x0, y0, x1, y1), iw, ih))
+        return landmarks + (max(1, len(people)),)
+
+    def _closer_look(self, image: np.ndarray, landmarks):
+        """The person of ``landmarks`` (as :meth:`_landmarks` returns them) seen again through a crop
+        around them; the first look when the second finds nobody or someone else."""
+        ih, iw = image.shape[:2]
+        first = _landmark_box(landmarks[0], iw, ih)
+        x0, y0, x1, y1 = first
+        grow = CLOSER_LOOK_MARGIN * max(x1 - x0, y1 - y0)
+        box = (int(max(0, x0 - grow)), int(max(0, y0 - grow)), int(min(iw, x1 + grow)), int(min(ih, y1 + grow)))
+        if max(box[2] - box[0], box[3] - box[1]) > CLOSER_LOOK_MAX_SHARE * max(iw, ih) \
+                or min(box[2] - box[0], box[3] - box[1]) < 16:
+            return landmarks
+        result = self._pose_in(image, box)
+        if result is None:
+            return landmarks
+        closer = self._landmarks(result, box, iw, ih)
+        if _box_iou(first, _landmark_box(closer[0], iw, ih)) < CLOSER_LOOK_MIN_IOU:
+            return landmarks
+        return closer
 
     @staticmethod
     def _landmarks(result, box, iw: int, ih: int):
