@@ -13,7 +13,8 @@
 The fitted silhouette is the open body (unclothed) in the fitted shape, pose and camera, in photo px.
 
     python benchmarks/closer_look.py [--stride 2] [--scenes 40]
-Writes benchmarks/results/closer_look.{json,md}.
+Writes benchmarks/results/closer_look.{json,md} and closer_look_sports2d_wide.png: the committed wide photo
+(benchmarks/data/sports2d_wide.jpg) with both fitted silhouettes' outlines (first look red, closer green).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from learned_generator import paired_interval
 from real_footage import decode, demo_video
 
 RESULTS = Path(__file__).parent / "results"
+WIDE_PHOTO = Path(__file__).parent / "data" / "sports2d_wide.jpg"
+OUTLINES = {"first look": (230, 40, 40), "closer look": (40, 230, 60)}
 ON_PERSON_IOU = 0.1
 WIDE = (576, 1024)  # rows, cols of the wide photo the rendered people stand in
 
@@ -114,6 +117,20 @@ def rendered_rows(readers: dict, body: BodyModel, scenes: int) -> list:
     return rows
 
 
+def outlines(readers: dict, body: BodyModel, path: Path) -> None:
+    photo = cv2.cvtColor(cv2.imread(str(WIDE_PHOTO)), cv2.COLOR_BGR2RGB)
+    drawn = photo.copy()
+    for name, reconstruct in readers.items():
+        silhouette = fitted_silhouette(body, reconstruct(photo), photo.shape[:2]).astype(np.uint8)
+        contours, _ = cv2.findContours(silhouette, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(drawn, contours, -1, OUTLINES[name], 1)
+    rows, cols = np.nonzero(cv2.cvtColor(drawn, cv2.COLOR_RGB2GRAY) != cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY))
+    top, left = max(0, rows.min() - 20), max(0, cols.min() - 20)
+    crop = drawn[top:rows.max() + 20, left:cols.max() + 20]
+    cv2.imwrite(str(path), cv2.cvtColor(cv2.resize(crop, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST),
+                                        cv2.COLOR_RGB2BGR))
+
+
 def summary(rows: list) -> dict:
     kept = [r for r in rows if max(np.nan_to_num(r["first look"]), np.nan_to_num(r["closer look"])) >= ON_PERSON_IOU]
     out = {"photos": len(rows), "on the person": len(kept)}
@@ -136,6 +153,7 @@ def main():
     body = BodyModel.open_body()
     with FirstLookOnly() as first, Reconstructor() as closer:
         readers = {"first look": first, "closer look": closer}
+        outlines(readers, body, RESULTS / "closer_look_sports2d_wide.png")
         rows = {"Sports2D video frames as photos": sports2d_rows(readers, body, args.stride),
                 "rendered people, small in a wide photo": rendered_rows(readers, body, args.scenes)}
     summaries = {name: summary(r) for name, r in rows.items()}

@@ -74,8 +74,7 @@ def sports2d(reconstruct: Reconstructor) -> list:
         try:
             fit = reconstruct(image, region=region)
         except NoPersonError:
-            follow.missed()
-            continue
+            fit = None
         if not follow.take(fit):
             continue
         found = face_found(reconstruct, image, region)

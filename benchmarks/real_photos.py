@@ -1,7 +1,8 @@
 """Real photos that ship inside packages, end to end through the served pipeline: overlays and contact sheets.
 
-For each photo (three from scikit-image and Matplotlib, one full-body frame
-of the Sports2D package's demo video committed under benchmarks/data/): the
+For each photo (three from scikit-image and Matplotlib, two full-body frames
+of the Sports2D package's demo video committed under benchmarks/data/: the man
+cropped, and small in the whole frame): the
 fitted open-body mesh drawn over the letterboxed photo (the reconstruction as
 the frame path sees it), and a contact sheet of the photo dancing a bundled
 template.
@@ -45,7 +46,9 @@ def photos():
     return {"astronaut": skimage.data.astronaut(), "grace_hopper": np.asarray(Image.open(hopper).convert("RGB")),
             "cameraman": np.repeat(skimage.data.camera()[..., None], 3, axis=2),
             # Full body, head to feet: a frame of Sports2D's demo video (BSD-3-Clause, see data/sports2d.LICENSE.txt).
-            "sports2d": np.asarray(Image.open(DATA / "sports2d.jpg").convert("RGB"))}
+            "sports2d": np.asarray(Image.open(DATA / "sports2d.jpg").convert("RGB")),
+            # The same video's frame 9 whole, at half size: the man a third of the photo's height.
+            "sports2d_wide": np.asarray(Image.open(DATA / "sports2d_wide.jpg").convert("RGB"))}
 
 
 def overlay(subject, body, arrays) -> np.ndarray:

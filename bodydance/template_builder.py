@@ -75,6 +75,9 @@ class PersonFollower:
     at the whole frame again."""
 
     REACH = 0.6  # of the person's size: how far beyond their last box to look (a jump, a step)
+    # When Pose found someone else there (it fits one person, the most prominent), look again this
+    # close around the dancer's last box, where the other is mostly out of the picture.
+    CLOSE_REACH = 0.25
     # of the person's size: how far their box centre may be from where they were last seen. Not grown
     # with the frames missed since: a passer-by walking in would soon be within it.
     MAX_STEP = 0.5
@@ -84,12 +87,14 @@ class PersonFollower:
         self.box = None  # (x0, y0, x1, y1) photo px of the last seen joints
         self.misses = 0
 
-    def region(self, size):
+    def region(self, size, reach: float = REACH):
+        """(x0, y0, x1, y1) photo px to look for them in: ``reach`` of their size beyond their last box;
+        None (the whole frame) when they are not being followed."""
         if self.box is None:
             return None
         x0, y0, x1, y1 = self.box
-        reach = self.REACH * max(x1 - x0, y1 - y0)
-        return (x0 - reach, y0 - reach, x1 + reach, y1 + reach)
+        grow = reach * max(x1 - x0, y1 - y0)
+        return (x0 - grow, y0 - grow, x1 + grow, y1 + grow)
 
     @staticmethod
     def _joint_box(fit):
@@ -98,18 +103,22 @@ class PersonFollower:
         points = square.to_photo(fit.joints_2d[seen if seen.sum() >= 4 else slice(None)])
         return (*points.min(0), *points.max(0))
 
+    def is_them(self, fit) -> bool:
+        """Whether ``fit`` can be the person followed (anyone can while nobody is): its centre within
+        :attr:`MAX_STEP` of their size from theirs."""
+        if self.box is None:
+            return True
+        box, (x0, y0, x1, y1) = self._joint_box(fit), self.box
+        step = np.hypot((box[0] + box[2] - x0 - x1) / 2, (box[1] + box[3] - y0 - y1) / 2)
+        return step <= self.MAX_STEP * max(x1 - x0, y1 - y0)
+
     def take(self, fit) -> bool:
-        """Follow ``fit`` and say True when it is the person followed (or nobody is yet); False, and a
-        frame without them, when its centre is too far from theirs to be them."""
-        box = self._joint_box(fit)
-        if self.box is not None:
-            x0, y0, x1, y1 = self.box
-            size = max(x1 - x0, y1 - y0)
-            step = np.hypot((box[0] + box[2] - x0 - x1) / 2, (box[1] + box[3] - y0 - y1) / 2)
-            if step > self.MAX_STEP * size:
-                self.missed()
-                return False
-        self.box = box
+        """Follow ``fit`` and say True when it is the person followed; False, and a frame without them,
+        when it is someone else or None (nobody found)."""
+        if fit is None or not self.is_them(fit):
+            self.missed()
+            return False
+        self.box = self._joint_box(fit)
         self.misses = 0
         return True
 
@@ -117,6 +126,13 @@ class PersonFollower:
         self.misses += 1
         if self.misses > self.patience:
             self.box = None
+
+
+def _fit_or_none(reconstruct: Reconstructor, image: np.ndarray, region, front: Optional[bool] = None):
+    try:
+        return reconstruct(image, region=region, front=front)
+    except (NoPersonError, PhotoNotUprightError):  # nobody there, or a cartwheel: filled from its neighbours
+        return None
 
 
 def _refit_turned_frames(path: Path, reconstruct: Reconstructor, regions: list, evidence: list, verdicts: list,
@@ -132,9 +148,8 @@ def _refit_turned_frames(path: Path, reconstruct: Reconstructor, regions: list, 
             if i > max(turned):
                 break
             if i in turned:
-                try:
-                    fit = reconstruct(frame.to_ndarray(format="rgb24"), region=regions[i], front=turned[i])
-                except NoPersonError:  # keep the frame's own fit
+                fit = _fit_or_none(reconstruct, frame.to_ndarray(format="rgb24"), regions[i], front=turned[i])
+                if fit is None:  # keep the frame's own fit
                     continue
                 poses[i], cameras[i] = fit.source_pose, fit.camera
 
@@ -162,12 +177,11 @@ def build_template(video: os.PathLike, name: str, *, sigma_frames: float = 1.5, 
                     raise BadTemplateError(f"{path}: longer than {max_frames} frames")
                 image = frame.to_ndarray(format="rgb24")
                 regions.append(follow.region(image.shape[:2]))
-                try:
-                    fit = reconstruct(image, region=regions[-1])
-                except (NoPersonError, PhotoNotUprightError):  # a cartwheel is filled from its neighbours
-                    fit = None
-                    follow.missed()
-                if fit is not None and follow.take(fit):
+                fit = _fit_or_none(reconstruct, image, regions[-1])
+                if fit is not None and not follow.is_them(fit):
+                    regions[-1] = follow.region(image.shape[:2], follow.CLOSE_REACH)
+                    fit = _fit_or_none(reconstruct, image, regions[-1])
+                if follow.take(fit):
                     poses.append(fit.source_pose)
                     cameras.append(fit.camera)
                     found.append(True)

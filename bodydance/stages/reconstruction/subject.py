@@ -2,8 +2,8 @@
 
 MediaPipe's bundled BlazePose *full* (``model_complexity=1``; 0 and 2 try to download
 their weights and fail) runs on the photo itself (downsized to at most
-``detection_side`` px, never padded), then once more on a crop around the person it
-found (:data:`CLOSER_LOOK_MARGIN`), and gives 33 landmarks in the image, the same
+``detection_side`` px, never padded), then, when the person it found is small in the
+photo, once more on a crop around them (:data:`CLOSER_LOOK_MARGIN`), and gives 33 landmarks in the image, the same
 landmarks in metric 3D, and a person segmentation. Image landmarks are mapped through
 the letterbox into NDC (:mod:`.photo`); the segmentation is letterboxed the same way
 (bars = 0) into ``person_mask``; the landmarks become SMPL joints (:mod:`.landmarks`)
