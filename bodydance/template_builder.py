@@ -22,7 +22,7 @@ import av
 import numpy as np
 
 from bodydance.stages.reconstruction.facing import facing_through_video
-from bodydance.stages.reconstruction.landmarks import VISIBLE
+from bodydance.stages.reconstruction.landmarks import seen_box
 from bodydance.stages.reconstruction.subject import Reconstructor
 from bodydance.skeleton import axis_angle_to_matrix, matrix_to_axis_angle
 from bodydance_client.contract import PhotoSquare
@@ -99,9 +99,7 @@ class PersonFollower:
     @staticmethod
     def _joint_box(fit):
         square = PhotoSquare.from_tensor(fit.photo_square, fit.source_image.shape[-1])
-        seen = fit.joint_confidence >= VISIBLE
-        points = square.to_photo(fit.joints_2d[seen if seen.sum() >= 4 else slice(None)])
-        return (*points.min(0), *points.max(0))
+        return seen_box(square.to_photo(fit.joints_2d), fit.joint_confidence)
 
     def is_them(self, fit) -> bool:
         """Whether ``fit`` can be the person followed (anyone can while nobody is): its centre within

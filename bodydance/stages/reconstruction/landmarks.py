@@ -89,6 +89,14 @@ def landmarks_to_joints(points: np.ndarray, visibility: np.ndarray) -> Tuple[np.
     return joints, confidence
 
 
+def seen_box(points: np.ndarray, confidence: np.ndarray) -> Tuple[float, float, float, float]:
+    """(x0, y0, x1, y1), in the units of ``points`` ``[K, 2]``, around those seen (``confidence`` ``[K]``
+    >= :data:`VISIBLE`); around all of them when fewer than four are."""
+    seen = confidence >= VISIBLE
+    kept = points[seen if seen.sum() >= 4 else slice(None)]
+    return (*kept.min(0), *kept.max(0))
+
+
 def check_person_size(ndc: np.ndarray, confidence: np.ndarray) -> None:
     """NoPersonError unless the confident landmarks span at least MIN_PERSON_SIZE of the square."""
     seen = ndc[confidence >= VISIBLE]

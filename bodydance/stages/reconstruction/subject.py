@@ -3,8 +3,8 @@
 MediaPipe's bundled BlazePose *full* (``model_complexity=1``; 0 and 2 try to download
 their weights and fail) runs on the photo itself (downsized to at most
 ``detection_side`` px, never padded), then, when the person it found is small in the
-photo, once more on a crop around them (:data:`CLOSER_LOOK_MARGIN`), and gives 33 landmarks in the image, the same
-landmarks in metric 3D, and a person segmentation. Image landmarks are mapped through
+photo, once more on a crop around them (:data:`CLOSER_LOOK_MARGIN`), and gives 33
+landmarks in the image, the same landmarks in metric 3D, and a person segmentation. Image landmarks are mapped through
 the letterbox into NDC (:mod:`.photo`); the segmentation is letterboxed the same way
 (bars = 0) into ``person_mask``; the landmarks become SMPL joints (:mod:`.landmarks`)
 and the body is fitted to them (:mod:`.fit`); the background plate is the working square with
@@ -30,7 +30,7 @@ from bodydance.stages.reconstruction.head_tilt import CHIN_LANDMARK, FOREHEAD_LA
 from bodydance.stages.reconstruction.fit import fit_body
 from bodydance.stages.reconstruction.framing import choose_square, dance_offset_m
 from bodydance.stages.reconstruction.landmarks import (
-    J, VISIBLE, check_person_size, check_upright, landmarks_to_joints,
+    J, VISIBLE, check_person_size, check_upright, landmarks_to_joints, seen_box,
 )
 from bodydance.stages.reconstruction.photo import check_photo, crop_square
 from bodydance.stages.reconstruction.plate import background_plate
@@ -81,11 +81,8 @@ def _search_windows(width: int, height: int, side: int):
 
 
 def _landmark_box(image_landmarks: np.ndarray, iw: int, ih: int):
-    """(x0, y0, x1, y1) px in an ``iw x ih`` image around the clearly visible ``[33, 3]`` landmarks
-    (all of them when fewer than four are)."""
-    seen = image_landmarks[:, 2] >= VISIBLE
-    points = image_landmarks[seen if seen.sum() >= 4 else slice(None), :2] * [iw, ih]
-    return (*points.min(0), *points.max(0))
+    """(x0, y0, x1, y1) px in an ``iw x ih`` image around the visible ``[33, 3]`` landmarks."""
+    return seen_box(image_landmarks[:, :2] * [iw, ih], image_landmarks[:, 2])
 
 
 def _box_iou(a, b) -> float:
