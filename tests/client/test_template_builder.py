@@ -16,14 +16,27 @@ from bodydance_client.video import Mp4Writer
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 
-@pytest.fixture(scope="module")
-def driving_video(tmp_path_factory):
+def _dancer_scene():
+    """The rendered dancer every video here shows (seeded): body, clothes and camera."""
     from synthetic_transfer import Scene
 
     from bodydance.body import BodyModel, load_open_body_arrays
 
-    rng = np.random.default_rng(11)
-    scene = Scene(BodyModel.open_body(), load_open_body_arrays(), rng)
+    return Scene(BodyModel.open_body(), load_open_body_arrays(), np.random.default_rng(11))
+
+
+def _man_from_the_photo(height: int) -> np.ndarray:
+    """The committed Sports2D photo (a real man, head to feet) at ``height`` px: someone who is not the dancer."""
+    import cv2
+
+    man = cv2.cvtColor(cv2.imread(str(Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "sports2d.jpg")),
+                       cv2.COLOR_BGR2RGB)
+    return cv2.resize(man, (round(man.shape[1] * height / man.shape[0]), height), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module")
+def driving_video(tmp_path_factory):
+    scene = _dancer_scene()
     truth = load_bundled("jumping_jacks")
     frames = range(0, 60, 2)
     path = tmp_path_factory.mktemp("video") / "driving.mp4"
@@ -81,18 +94,10 @@ def test_a_video_without_a_dancer_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def video_with_a_passer_by(tmp_path_factory):
     """The rendered dancer on the left; from the 8th frame a taller man stands still on the right."""
-    import cv2
-    from synthetic_transfer import Scene
-
-    from bodydance.body import BodyModel, load_open_body_arrays
-
-    rng = np.random.default_rng(11)
-    scene = Scene(BodyModel.open_body(), load_open_body_arrays(), rng)
+    scene = _dancer_scene()
     truth = load_bundled("jumping_jacks")
     frames = list(range(0, 60, 2))
-    man = cv2.cvtColor(cv2.imread(str(Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "sports2d.jpg")),
-                       cv2.COLOR_BGR2RGB)
-    man = cv2.resize(man, (round(man.shape[1] * 320 / man.shape[0]), 320), interpolation=cv2.INTER_AREA)
+    man = _man_from_the_photo(320)
     path = tmp_path_factory.mktemp("video") / "passer_by.mp4"
     with Mp4Writer(path, fps=15, crf=16) as writer:
         for k, i in enumerate(frames):
@@ -120,17 +125,9 @@ def video_where_the_dancer_leaves(tmp_path_factory):
     """The rendered dancer on the left for 20 frames; then he is gone and, for 10 frames, a man stands
     just right of where he was: within the follower's reach (Pose finds him there), his centre 0.6 of
     the dancer's size from the dancer's."""
-    import cv2
-    from synthetic_transfer import Scene
-
-    from bodydance.body import BodyModel, load_open_body_arrays
-
-    rng = np.random.default_rng(11)
-    scene = Scene(BodyModel.open_body(), load_open_body_arrays(), rng)
+    scene = _dancer_scene()
     truth = load_bundled("jumping_jacks")
-    man = cv2.cvtColor(cv2.imread(str(Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "sports2d.jpg")),
-                       cv2.COLOR_BGR2RGB)
-    man = cv2.resize(man, (round(man.shape[1] * 320 / man.shape[0]), 320), interpolation=cv2.INTER_AREA)
+    man = _man_from_the_photo(320)
     path = tmp_path_factory.mktemp("video") / "dancer_leaves.mp4"
     with Mp4Writer(path, fps=15, crf=16) as writer:
         for k, i in enumerate(range(0, 60, 2)):
@@ -157,12 +154,9 @@ def test_a_template_does_not_take_a_passer_by_near_where_the_dancer_was_for_him(
 def test_frames_where_the_dancer_is_sideways_are_filled_not_refused(tmp_path):
     """A cartwheel: three frames turned a quarter round. The photo check refuses such a person; in a
     video they are frames without a fit, filled from their neighbours."""
-    from synthetic_transfer import Scene
-
-    from bodydance.body import BodyModel, load_open_body_arrays
     from bodydance.template_builder import build_template
 
-    scene = Scene(BodyModel.open_body(), load_open_body_arrays(), np.random.default_rng(11))
+    scene = _dancer_scene()
     truth = load_bundled("jumping_jacks")
     path = tmp_path / "cartwheel.mp4"
     with Mp4Writer(path, fps=15, crf=16) as writer:
